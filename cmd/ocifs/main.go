@@ -1,0 +1,39 @@
+// Command ocifs mounts OCI image layouts lazily: no layer is unpacked,
+// files are read from the layer blobs on demand.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// rootCmd is the top of the command tree; each subcommand registers
+// itself from its own file with addCommand.
+var rootCmd = &cobra.Command{
+	Use:   "ocifs",
+	Short: "Mount and browse OCI image layouts without unpacking them",
+	Long: `ocifs reads OCI image layouts (as written by skopeo, umoci, buildah,
+crane or docker save) and serves an image's root filesystem straight from
+its compressed layer blobs. Each layer is indexed once (the index is
+cached by blob digest), layers are merged with the OCI whiteout rules,
+and file contents are decompressed on demand.
+
+References name an image in a layout:
+  PATH               the only image in the layout
+  PATH:TAG           the image tagged TAG (org.opencontainers.image.ref.name)
+  PATH@sha256:HEX    the image whose manifest or index has that digest
+  oci:PATH[:TAG]     skopeo's spelling of the same`,
+	SilenceUsage:  true,
+	SilenceErrors: true,
+}
+
+func addCommand(c *cobra.Command) { rootCmd.AddCommand(c) }
+
+func main() {
+	if err := rootCmd.Execute(); err != nil {
+		fmt.Fprintf(os.Stderr, "ocifs: %v\n", err)
+		os.Exit(1)
+	}
+}
