@@ -1,0 +1,31 @@
+// Package image opens OCI image layouts and resolves a reference to one
+// image: reference → index.json → (nested) image index → manifest →
+// config → layers.
+//
+// # What it owns
+//
+//   - Validating a layout: the oci-layout file and its
+//     imageLayoutVersion, and index.json (image-layout.md).
+//   - Parsing references (PATH, PATH:TAG, PATH@DIGEST, oci:PATH[:TAG])
+//     and resolving them through tags (org.opencontainers.image.ref.name,
+//     image-layout.md, "index.json file"), digests, nested image indexes
+//     and platforms (image-index.md).
+//   - Reading manifests, indexes and configs, verifying each one's
+//     digest and size before it is decoded (descriptor.md, "Digests").
+//   - Blob access: a Blob is an io.ReaderAt over one file opened once,
+//     checked to be a regular file of the descriptor's size.
+//   - Knowing which layer media types ocifs can read, OCI and Docker
+//     (media-types.md).
+//
+// # What it never does
+//
+// It never decompresses or parses layer contents (that is tarindex),
+// never writes to a layout and never fetches from a registry: a blob
+// missing from the layout is an error, not a download.
+//
+// # Errors
+//
+// Errors are one line naming the operation and the object, and wrap one
+// of the Err* sentinels where a caller may want to tell cases apart,
+// e.g. errors.Is(err, image.ErrBlobNotFound).
+package image
