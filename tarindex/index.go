@@ -1,11 +1,7 @@
 package tarindex
 
 import (
-	"context"
-	"io"
-
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Index describes one layer blob: its entries and how to reach any byte
@@ -17,45 +13,88 @@ type Index struct {
 	DiffID    digest.Digest // digest of the uncompressed tar stream
 	TarSize   int64         // size of the uncompressed tar stream
 	Entries   []Entry       // in tar order
+
 	// compression-specific access points are unexported
+	compression Compression
+	span        int64    // distance between access points asked for at build time
+	chunkSize   int64    // granularity of chunkCRC and of the Reader's cache
+	points      []point  // access points, by increasing U; empty for plain tar
+	windows     []byte   // flate-compressed gzip windows, referenced by points
+	chunkCRC    []uint32 // CRC-32C of each chunk of each segment, in order
+	chunkBase   []int    // index into chunkCRC of each segment's first chunk
+	encodedSize int      // size of the encoding this Index came from or went to; 0 if unknown
 }
 
-// BuildOptions tunes Build. The zero value works.
-type BuildOptions struct {
-	// DiffID, when set, is checked against the digest of the
-	// uncompressed stream (the config's rootfs.diff_ids entry).
-	DiffID digest.Digest
-	// Span is the distance in uncompressed bytes between access points;
-	// zero picks the default.
-	Span int64
-	// Progress, when set, is called with compressed bytes read so far.
-	Progress func(n int64)
+// point kinds.
+const (
+	// pointStart: a gzip member header or a zstd frame (or skippable
+	// frame) starts at C; decoding needs no history.
+	pointStart uint8 = iota
+	// pointInflate: a deflate block boundary inside a gzip member; the
+	// block starts Bits bits into byte C and needs the 32 KiB window.
+	pointInflate
+)
+
+// point is an access point: a place in the compressed stream where
+// decoding can begin, and the uncompressed offset it yields. Segment i
+// is the uncompressed range [points[i].U, points[i+1].U) (the last one
+// ends at TarSize).
+type point struct {
+	U      int64 // uncompressed offset
+	C      int64 // compressed offset
+	Bits   uint8 // pointInflate: bits of byte C already consumed
+	Kind   uint8
+	winOff int // pointInflate: window's compressed bytes are windows[winOff:winOff+winLen]
+	winLen int
 }
 
-// Build reads the blob once, sequentially, and indexes it.
-func Build(ctx context.Context, blob io.ReaderAt, desc ocispec.Descriptor, opts BuildOptions) (*Index, error) {
-	panic("unimplemented")
+// Summary is what a caller prints about an index.
+type Summary struct {
+	Compression  Compression
+	Entries      int
+	TarSize      int64
+	BlobSize     int64
+	AccessPoints int
+	// EncodedSize is the size of the index encoding, when this Index was
+	// decoded, or loaded from or stored to a Cache; zero otherwise.
+	EncodedSize int
 }
 
-// ReaderOptions tunes NewReader. The zero value works.
-type ReaderOptions struct {
-	// CacheBytes bounds the memory kept for decompressed spans; zero
-	// picks the default.
-	CacheBytes int64
+// Summary returns counts and sizes for progress output and reports.
+func (ix *Index) Summary() Summary {
+	return Summary{
+		Compression:  ix.compression,
+		Entries:      len(ix.Entries),
+		TarSize:      ix.TarSize,
+		BlobSize:     ix.BlobSize,
+		AccessPoints: len(ix.points),
+		EncodedSize:  ix.encodedSize,
+	}
 }
 
-// Reader serves entry contents from the blob. It is safe for concurrent
-// use.
-type Reader struct{}
+// Compression returns the blob's compression.
+func (ix *Index) Compression() Compression { return ix.compression }
 
-// NewReader returns a Reader over blob, which must be the blob ix was
-// built from.
-func NewReader(ix *Index, blob io.ReaderAt, opts ReaderOptions) *Reader {
-	panic("unimplemented")
+// segmentEnd returns the uncompressed end of segment i.
+func (ix *Index) segmentEnd(i int) int64 {
+	if i+1 < len(ix.points) {
+		return ix.points[i+1].U
+	}
+	return ix.TarSize
 }
 
-// ReadAt reads len(p) bytes of e's contents at off, like io.ReaderAt.
-// e must be one of the Index's entries.
-func (r *Reader) ReadAt(e *Entry, p []byte, off int64) (int, error) {
-	panic("unimplemented")
+// computeChunkBase fills chunkBase from points and reports the number of
+// chunks the segments need.
+func (ix *Index) computeChunkBase() int {
+	ix.chunkBase = nil
+	if len(ix.points) > 0 {
+		ix.chunkBase = make([]int, len(ix.points))
+	}
+	n := 0
+	for i := range ix.points {
+		ix.chunkBase[i] = n
+		l := ix.segmentEnd(i) - ix.points[i].U
+		n += int((l + ix.chunkSize - 1) / ix.chunkSize)
+	}
+	return n
 }

@@ -1,0 +1,198 @@
+package tarindex
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Cache keeps encoded indexes on disk, one file per blob digest and
+// format version, so a layer shared by many images is indexed once.
+//
+// A file is trusted only if it decodes (magic, version, CRC-32C, every
+// field) and names the same digest, size and compression as the
+// descriptor, and the blob still has that size; otherwise the index is
+// rebuilt and the file replaced. Files are written to a temporary name in
+// the same directory, synced and renamed, so readers see the old file or
+// the new one, never a partial one; an advisory lock makes a second
+// process wait for the first instead of indexing the same blob twice.
+//
+// Storing is best effort: if the directory is not writable, Index still
+// returns the index it built and reports the store error to Logger.
+type Cache struct {
+	// Dir is the cache directory; empty means DefaultCacheDir().
+	Dir string
+	// Logger, when set, receives store failures (at warning level) and
+	// rebuilds of unusable cache files (at info level).
+	Logger *slog.Logger
+}
+
+// DefaultCacheDir returns $OCIFS_CACHE_DIR, else $XDG_CACHE_HOME/ocifs,
+// else ~/.cache/ocifs.
+func DefaultCacheDir() string {
+	if d := os.Getenv("OCIFS_CACHE_DIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "ocifs")
+	}
+	if d, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(d, ".cache", "ocifs")
+	}
+	return filepath.Join(os.TempDir(), "ocifs-cache")
+}
+
+func (c *Cache) dir() string {
+	if c.Dir != "" {
+		return c.Dir
+	}
+	return DefaultCacheDir()
+}
+
+// Path returns the file that holds the index of the blob with desc's
+// digest: DIR/index/v<FormatVersion>/<algorithm>/<hex>.
+func (c *Cache) Path(desc ocispec.Descriptor) (string, error) {
+	if err := desc.Digest.Validate(); err != nil {
+		return "", fmt.Errorf("cache path of %q: %w", desc.Digest, err)
+	}
+	return filepath.Join(c.dir(), "index", "v"+strconv.Itoa(FormatVersion), string(desc.Digest.Algorithm()), desc.Digest.Encoded()), nil
+}
+
+// Index returns the index of blob, from the cache when a valid file is
+// there, else built with Build and stored.
+func (c *Cache) Index(ctx context.Context, blob io.ReaderAt, desc ocispec.Descriptor, opts BuildOptions) (*Index, error) {
+	p, err := c.Path(desc)
+	if err != nil {
+		return nil, err
+	}
+	if ix, err := c.load(p, blob, desc, opts); err == nil {
+		return ix, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		c.log(slog.LevelInfo, "rebuild cached index", "path", p, "reason", err)
+	}
+
+	// Take the lock, then look again: another process may have built
+	// it while we waited.
+	unlock, lerr := lockFile(ctx, p+".lock")
+	if lerr == nil {
+		defer unlock()
+		if ix, err := c.load(p, blob, desc, opts); err == nil {
+			return ix, nil
+		}
+	} else if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+
+	ix, err := Build(ctx, blob, desc, opts)
+	if err != nil {
+		return nil, err
+	}
+	b, err := ix.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("encode index of %s: %w", desc.Digest, err)
+	}
+	ix.encodedSize = len(b)
+	if err := writeAtomic(p, b); err != nil {
+		c.log(slog.LevelWarn, "store index", "path", p, "err", err)
+	}
+	return ix, nil
+}
+
+// load reads and checks a cache file.
+func (c *Cache) load(p string, blob io.ReaderAt, desc ocispec.Descriptor, opts BuildOptions) (*Index, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	ix, err := Decode(b)
+	if err != nil {
+		return nil, err
+	}
+	comp, err := CompressionOf(desc.MediaType)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case ix.Digest != desc.Digest:
+		return nil, fmt.Errorf("cached index is for %s", ix.Digest)
+	case ix.BlobSize != desc.Size:
+		return nil, fmt.Errorf("cached index is for a blob of %d bytes, descriptor says %d", ix.BlobSize, desc.Size)
+	case ix.compression != comp:
+		return nil, fmt.Errorf("cached index is for %s, media type %q says %s", ix.compression, desc.MediaType, comp)
+	case opts.DiffID != "" && ix.DiffID != opts.DiffID:
+		return nil, fmt.Errorf("cached index has diffID %s, want %s", ix.DiffID, opts.DiffID)
+	case !hasSize(blob, desc.Size):
+		return nil, fmt.Errorf("blob is not %d bytes long", desc.Size)
+	}
+	ix.MediaType = desc.MediaType
+	return ix, nil
+}
+
+// hasSize reports whether blob is exactly size bytes long, by reading
+// its last byte and the byte after.
+func hasSize(blob io.ReaderAt, size int64) bool {
+	var b [1]byte
+	if size > 0 {
+		if n, _ := blob.ReadAt(b[:], size-1); n != 1 {
+			return false
+		}
+	}
+	n, err := blob.ReadAt(b[:], size)
+	return n == 0 && err == io.EOF
+}
+
+func (c *Cache) log(level slog.Level, msg string, args ...any) {
+	if c.Logger != nil {
+		c.Logger.Log(context.Background(), level, msg, args...)
+	}
+}
+
+// writeAtomic writes b to p through a synced temporary file in the same
+// directory and a rename.
+func writeAtomic(p string, b []byte) (err error) {
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create cache directory: %w", err)
+	}
+	f, err := os.CreateTemp(dir, filepath.Base(p)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create cache file: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err := f.Write(b); err != nil {
+		return fmt.Errorf("write cache file %q: %w", f.Name(), err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync cache file %q: %w", f.Name(), err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close cache file %q: %w", f.Name(), err)
+	}
+	if err := os.Rename(f.Name(), p); err != nil {
+		return fmt.Errorf("rename cache file to %q: %w", p, err)
+	}
+	// Make the rename durable; failure here only risks a rebuild.
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// lockPoll is how often a waiting process retries the lock, so it can
+// notice context cancellation.
+const lockPoll = 50 * time.Millisecond

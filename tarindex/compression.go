@@ -1,0 +1,49 @@
+package tarindex
+
+import (
+	"fmt"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Compression is the compression of a layer blob, as named by its media
+// type.
+type Compression uint8
+
+const (
+	Uncompressed Compression = iota // plain tar
+	Gzip                            // RFC 1952, possibly many members
+	Zstd                            // RFC 8878, possibly many frames
+)
+
+// String returns "tar", "gzip" or "zstd".
+func (c Compression) String() string {
+	switch c {
+	case Uncompressed:
+		return "tar"
+	case Gzip:
+		return "gzip"
+	case Zstd:
+		return "zstd"
+	}
+	return fmt.Sprintf("Compression(%d)", uint8(c))
+}
+
+// Docker's media type for gzip layers; image-spec media-types.md lists it
+// as interchangeable with the OCI gzip type.
+const mediaTypeDockerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+// CompressionOf maps a layer media type to its compression. The media
+// type is authoritative: the blob is never sniffed to choose. An unknown
+// media type is an error wrapping ErrMediaType.
+func CompressionOf(mediaType string) (Compression, error) {
+	switch mediaType {
+	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerNonDistributable: //nolint:staticcheck // deprecated but must be read
+		return Uncompressed, nil
+	case ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerNonDistributableGzip, mediaTypeDockerGzip: //nolint:staticcheck
+		return Gzip, nil
+	case ocispec.MediaTypeImageLayerZstd, ocispec.MediaTypeImageLayerNonDistributableZstd: //nolint:staticcheck
+		return Zstd, nil
+	}
+	return 0, fmt.Errorf("layer media type %q: %w", mediaType, ErrMediaType)
+}

@@ -1,0 +1,441 @@
+package tarindex
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"math"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// The encoding is documented field by field in docs/index-format.md.
+// Change FormatVersion whenever the layout changes: the Cache keys files
+// by it, so old files are simply not found.
+const (
+	indexMagic = "OCIFSIDX"
+	// FormatVersion is the version of the index encoding written by
+	// MarshalBinary and read by Decode.
+	FormatVersion = 1
+)
+
+// entry flags: rare fields are present only when their bit is set.
+const (
+	flagLinkname = 1 << iota
+	flagDevice
+	flagXattrs
+	flagSparse
+)
+
+// MarshalBinary encodes the index (format in docs/index-format.md).
+func (ix *Index) MarshalBinary() ([]byte, error) {
+	b := make([]byte, 0, 64+40*len(ix.Entries)+24*len(ix.points)+len(ix.windows)+4*len(ix.chunkCRC))
+	b = append(b, indexMagic...)
+	b = binary.AppendUvarint(b, FormatVersion)
+	b = append(b, byte(ix.compression))
+	b = appendString(b, ix.MediaType)
+	b = appendString(b, string(ix.Digest))
+	b = appendString(b, string(ix.DiffID))
+	for _, v := range []int64{ix.BlobSize, ix.TarSize, ix.span, ix.chunkSize} {
+		if v < 0 {
+			return nil, fmt.Errorf("encode index: negative size %d", v)
+		}
+		b = binary.AppendUvarint(b, uint64(v))
+	}
+
+	b = binary.AppendUvarint(b, uint64(len(ix.Entries)))
+	var prevName string
+	var prevMtime, next int64
+	for i := range ix.Entries {
+		e := &ix.Entries[i]
+		if e.Size < 0 || e.Offset < 0 {
+			return nil, fmt.Errorf("encode entry %q: negative size or offset", e.Name)
+		}
+		var flags byte
+		if e.Linkname != "" {
+			flags |= flagLinkname
+		}
+		if e.Devmajor != 0 || e.Devminor != 0 {
+			flags |= flagDevice
+		}
+		if len(e.Xattrs) > 0 {
+			flags |= flagXattrs
+		}
+		if e.Sparse != nil {
+			flags |= flagSparse
+		}
+		b = append(b, flags, e.Type)
+		shared := commonPrefix(prevName, e.Name)
+		b = binary.AppendUvarint(b, uint64(shared))
+		b = appendString(b, e.Name[shared:])
+		prevName = e.Name
+		b = binary.AppendUvarint(b, uint64(e.Mode))
+		b = binary.AppendVarint(b, int64(e.UID))
+		b = binary.AppendVarint(b, int64(e.GID))
+		b = binary.AppendUvarint(b, uint64(e.Size))
+		b = binary.AppendVarint(b, e.ModTime-prevMtime)
+		prevMtime = e.ModTime
+		b = binary.AppendVarint(b, e.Offset-next)
+		next = align512(e.Offset+physSize(e)) + 512
+		if flags&flagLinkname != 0 {
+			b = appendString(b, e.Linkname)
+		}
+		if flags&flagDevice != 0 {
+			b = binary.AppendUvarint(b, uint64(e.Devmajor))
+			b = binary.AppendUvarint(b, uint64(e.Devminor))
+		}
+		if flags&flagXattrs != 0 {
+			b = binary.AppendUvarint(b, uint64(len(e.Xattrs)))
+			for _, x := range e.Xattrs {
+				b = appendString(b, x.Key)
+				b = appendString(b, x.Value)
+			}
+		}
+		if flags&flagSparse != 0 {
+			b = binary.AppendUvarint(b, uint64(len(e.Sparse)))
+			var end int64
+			for _, s := range e.Sparse {
+				if s.Offset < end || s.Length < 0 {
+					return nil, fmt.Errorf("encode entry %q: sparse regions out of order", e.Name)
+				}
+				b = binary.AppendUvarint(b, uint64(s.Offset-end))
+				b = binary.AppendUvarint(b, uint64(s.Length))
+				end = s.Offset + s.Length
+			}
+		}
+	}
+
+	b = binary.AppendUvarint(b, uint64(len(ix.points)))
+	var pu, pc int64
+	for _, p := range ix.points {
+		if p.U < pu || p.C < pc {
+			return nil, fmt.Errorf("encode index: access points out of order")
+		}
+		b = binary.AppendUvarint(b, uint64(p.U-pu))
+		b = binary.AppendUvarint(b, uint64(p.C-pc))
+		pu, pc = p.U, p.C
+		b = append(b, p.Kind)
+		if p.Kind == pointInflate {
+			b = append(b, p.Bits)
+			b = binary.AppendUvarint(b, uint64(p.winLen))
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(ix.windows)))
+	b = append(b, ix.windows...)
+	b = binary.AppendUvarint(b, uint64(len(ix.chunkCRC)))
+	for _, c := range ix.chunkCRC {
+		b = binary.LittleEndian.AppendUint32(b, c)
+	}
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	return b, nil
+}
+
+// physSize is the number of bytes an entry's data occupies in the stream.
+func physSize(e *Entry) int64 {
+	if e.Sparse == nil {
+		return e.Size
+	}
+	var n int64
+	for _, s := range e.Sparse {
+		n += s.Length
+	}
+	return n
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func commonPrefix(a, b string) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// Decode parses an encoding made by MarshalBinary. It checks the magic,
+// the version (ErrVersion) and the CRC-32C trailer, then every field
+// (ErrCorrupt), so a decoded Index is safe to read with. The Index does
+// not keep b.
+func Decode(b []byte) (*Index, error) {
+	ix, err := decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("decode index: %w", err)
+	}
+	ix.encodedSize = len(b)
+	return ix, nil
+}
+
+func decode(b []byte) (*Index, error) {
+	if len(b) < len(indexMagic)+1+4 || string(b[:len(indexMagic)]) != indexMagic {
+		return nil, fmt.Errorf("bad magic: %w", ErrCorrupt)
+	}
+	d := decoder{b: b[len(indexMagic) : len(b)-4]}
+	if v := d.uvarint(); d.err != nil || v != FormatVersion {
+		return nil, fmt.Errorf("version %d, want %d: %w", v, FormatVersion, ErrVersion)
+	}
+	if got, want := crc32.Checksum(b[:len(b)-4], castagnoli), binary.LittleEndian.Uint32(b[len(b)-4:]); got != want {
+		return nil, fmt.Errorf("checksum %08x, trailer says %08x: %w", got, want, ErrCorrupt)
+	}
+	ix := &Index{compression: Compression(d.byte1())}
+	ix.MediaType = d.str()
+	ix.Digest = digest.Digest(d.str())
+	ix.DiffID = digest.Digest(d.str())
+	ix.BlobSize, ix.TarSize, ix.span, ix.chunkSize = d.size(), d.size(), d.size(), d.size()
+	if d.err != nil {
+		return nil, d.err
+	}
+	if c, err := CompressionOf(ix.MediaType); err != nil || c != ix.compression {
+		return nil, fmt.Errorf("compression %s does not match media type %q: %w", ix.compression, ix.MediaType, ErrCorrupt)
+	}
+	if ix.Digest.Validate() != nil || ix.DiffID.Validate() != nil {
+		return nil, fmt.Errorf("bad digest: %w", ErrCorrupt)
+	}
+	if ix.compression != Uncompressed && (ix.chunkSize < 4<<10 || ix.chunkSize > 64<<20) {
+		return nil, fmt.Errorf("chunk size %d: %w", ix.chunkSize, ErrCorrupt)
+	}
+
+	n := d.count(8) // an entry takes at least 8 bytes
+	ix.Entries = make([]Entry, n)
+	type strRef struct{ nameOff, nameLen, linkOff, linkLen int }
+	refs := make([]strRef, n)
+	strs := make([]byte, 0, 24*n)
+	var prevOff, prevLen int
+	var prevMtime, next int64
+	for i := 0; i < n && d.err == nil; i++ {
+		e := &ix.Entries[i]
+		flags, typ := d.byte1(), d.byte1()
+		e.Type = typ
+		shared := int(d.uvarint())
+		suffix := d.bytes(int(d.uvarint()))
+		if shared > prevLen {
+			d.fail("name prefix")
+			break
+		}
+		off := len(strs)
+		strs = append(strs, strs[prevOff:prevOff+shared]...)
+		strs = append(strs, suffix...)
+		prevOff, prevLen = off, len(strs)-off
+		refs[i].nameOff, refs[i].nameLen = prevOff, prevLen
+		mode := d.uvarint()
+		if mode > 0o7777 {
+			d.fail("mode")
+		}
+		e.Mode = uint32(mode)
+		e.UID, e.GID = d.int(), d.int()
+		e.Size = d.size()
+		e.ModTime = prevMtime + d.varint()
+		prevMtime = e.ModTime
+		e.Offset = next + d.varint()
+		if flags&flagLinkname != 0 {
+			l := d.bytes(int(d.uvarint()))
+			refs[i].linkOff, refs[i].linkLen = len(strs), len(l)
+			strs = append(strs, l...)
+		}
+		if flags&flagDevice != 0 {
+			e.Devmajor, e.Devminor = d.uint32(), d.uint32()
+		}
+		if flags&flagXattrs != 0 {
+			e.Xattrs = make([]Xattr, d.count(2))
+			for j := range e.Xattrs {
+				e.Xattrs[j] = Xattr{Key: d.str(), Value: d.str()}
+			}
+		}
+		if flags&flagSparse != 0 {
+			e.Sparse = make([]SparseRegion, d.count(2))
+			var end int64
+			for j := range e.Sparse {
+				gap, l := d.size(), d.size()
+				if end+gap < end || end+gap+l < end+gap {
+					d.fail("sparse region")
+				}
+				e.Sparse[j] = SparseRegion{Offset: end + gap, Length: l}
+				end += gap + l
+			}
+			if end > e.Size {
+				d.fail("sparse region past size")
+			}
+		}
+		phys := physSize(e)
+		if e.Offset < 0 || phys < 0 || e.Offset+phys < e.Offset || e.Offset+phys > ix.TarSize {
+			d.fail("entry data past end of stream")
+		}
+		next = align512(e.Offset+phys) + 512
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	all := string(strs)
+	for i := range ix.Entries {
+		r := refs[i]
+		ix.Entries[i].Name = all[r.nameOff : r.nameOff+r.nameLen]
+		if r.linkLen > 0 {
+			ix.Entries[i].Linkname = all[r.linkOff : r.linkOff+r.linkLen]
+		}
+	}
+
+	np := d.count(3)
+	if ix.compression == Uncompressed && np != 0 {
+		d.fail("access points in a plain tar index")
+	}
+	if np > 0 {
+		ix.points = make([]point, np)
+	}
+	var pu, pc int64
+	winTotal := 0
+	for i := range ix.points {
+		p := &ix.points[i]
+		du, dc := d.size(), d.size()
+		p.U, p.C = pu+du, pc+dc
+		if (i > 0 && du == 0) || p.U < pu || p.C < pc || p.U > ix.TarSize || p.C > ix.BlobSize {
+			d.fail("access point")
+		}
+		pu, pc = p.U, p.C
+		p.Kind = d.byte1()
+		switch {
+		case p.Kind == pointInflate && ix.compression == Gzip:
+			p.Bits = d.byte1()
+			p.winOff, p.winLen = winTotal, int(d.uvarint())
+			if p.Bits > 7 || p.winLen < 0 || p.winLen > 1<<20 {
+				d.fail("inflate access point")
+			}
+			winTotal += p.winLen
+		case p.Kind == pointStart:
+		default:
+			d.fail("access point kind")
+		}
+	}
+	if np > 0 && ix.points[0].U != 0 {
+		d.fail("first access point")
+	}
+	if ix.compression != Uncompressed && np == 0 && ix.TarSize > 0 {
+		d.fail("no access points")
+	}
+	wl := int(d.uvarint())
+	ix.windows = append([]byte(nil), d.bytes(wl)...)
+	if d.err == nil && wl != winTotal {
+		d.fail("window bytes")
+	}
+	nc := d.count(4)
+	if nc > 0 {
+		ix.chunkCRC = make([]uint32, nc)
+	}
+	raw := d.bytes(4 * nc)
+	for i := range ix.chunkCRC {
+		if d.err == nil {
+			ix.chunkCRC[i] = binary.LittleEndian.Uint32(raw[4*i:])
+		}
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("%d trailing bytes: %w", len(d.b), ErrCorrupt)
+	}
+	if ix.compression != Uncompressed {
+		if want := ix.computeChunkBase(); want != nc {
+			return nil, fmt.Errorf("%d chunk checksums for %d chunks: %w", nc, want, ErrCorrupt)
+		}
+	}
+	return ix, nil
+}
+
+// decoder reads the fields of an encoding; the first error sticks and
+// later reads return zero values.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("bad %s: %w", what, ErrCorrupt)
+	}
+	d.b = nil
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// size reads a non-negative int64.
+func (d *decoder) size() int64 {
+	v := d.uvarint()
+	if v > math.MaxInt64 {
+		d.fail("size")
+		return 0
+	}
+	return int64(v)
+}
+
+func (d *decoder) int() int {
+	v := d.varint()
+	if v < math.MinInt || v > math.MaxInt {
+		d.fail("integer")
+		return 0
+	}
+	return int(v)
+}
+
+func (d *decoder) uint32() uint32 {
+	v := d.uvarint()
+	if v > math.MaxUint32 {
+		d.fail("device number")
+		return 0
+	}
+	return uint32(v)
+}
+
+// count reads an element count, refusing counts that could not fit in
+// the remaining bytes at minSize bytes each (no huge allocations from a
+// corrupt length).
+func (d *decoder) count(minSize int) int {
+	v := d.uvarint()
+	if v > uint64(len(d.b)/minSize) {
+		d.fail("count")
+		return 0
+	}
+	return int(v)
+}
+
+func (d *decoder) byte1() byte {
+	if len(d.b) < 1 {
+		d.fail("byte")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) bytes(n int) []byte {
+	if n < 0 || n > len(d.b) {
+		d.fail("length")
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str() string { return string(d.bytes(int(d.uvarint()))) }

@@ -1,0 +1,68 @@
+package tarindex
+
+import (
+	"bytes"
+	"context"
+	"reflect"
+	"testing"
+)
+
+// Seeds live in testdata/fuzz/FuzzDecode and testdata/fuzz/FuzzScan
+// (see testdata/README.md); f.Add adds a few built in code as well.
+
+func FuzzDecode(f *testing.F) {
+	for _, c := range []Compression{Uncompressed, Gzip, Zstd} {
+		raw := randomLayer(rngFor(f), layerSpec{files: 20, maxSize: 64 << 10, sparse: true})
+		blob := compress(rngFor(f), raw, c, 2)
+		b, err := mustBuild(f, blob, c, BuildOptions{Span: 64 << 10}).MarshalBinary()
+		if err != nil {
+			f.Fatalf("MarshalBinary: %v", err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ix, err := Decode(b)
+		if err != nil {
+			return
+		}
+		b2, err := ix.MarshalBinary()
+		if err != nil {
+			t.Fatalf("MarshalBinary of a decoded index: %v", err)
+		}
+		ix2, err := Decode(b2)
+		if err != nil {
+			t.Fatalf("Decode(MarshalBinary(Decode(b))): %v", err)
+		}
+		ix.encodedSize, ix2.encodedSize = 0, 0
+		if !reflect.DeepEqual(ix, ix2) {
+			t.Fatalf("index does not round-trip")
+		}
+	})
+}
+
+// FuzzScan runs Build over arbitrary bytes as a plain or gzip layer: it
+// must not panic, and whatever it indexes must be readable.
+func FuzzScan(f *testing.F) {
+	raw := randomLayer(rngFor(f), layerSpec{files: 10, maxSize: 8 << 10, sparse: true})
+	f.Add(raw, false)
+	f.Add(compress(rngFor(f), raw, Gzip, 2), true)
+	f.Fuzz(func(t *testing.T, b []byte, gz bool) {
+		c := Uncompressed
+		if gz {
+			c = Gzip
+		}
+		ix, err := Build(context.Background(), bytes.NewReader(b), descFor(b, c), BuildOptions{})
+		if err != nil {
+			return
+		}
+		rd := NewReader(ix, bytes.NewReader(b), ReaderOptions{})
+		for i := range ix.Entries {
+			e := &ix.Entries[i]
+			if e.Size > 1<<20 {
+				continue
+			}
+			buf := make([]byte, e.Size)
+			rd.ReadAt(e, buf, 0)
+		}
+	})
+}

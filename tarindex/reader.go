@@ -1,0 +1,338 @@
+package tarindex
+
+import (
+	"bufio"
+	"bytes"
+	"container/list"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/klauspost/compress/flate"
+)
+
+// DefaultCacheBytes bounds a Reader's decompressed chunks when
+// ReaderOptions.CacheBytes is zero.
+const DefaultCacheBytes = 64 << 20
+
+// ReaderOptions tunes NewReader. The zero value works.
+type ReaderOptions struct {
+	// CacheBytes bounds the memory kept for decompressed spans; zero
+	// picks DefaultCacheBytes.
+	CacheBytes int64
+	// Decoders bounds the live decoders kept positioned where the last
+	// reads stopped, so that sequential reads continue instead of
+	// restarting at an access point (what makes a zstd layer with one
+	// long frame readable); zero picks 4. Each holds up to one zstd
+	// window or one 32 KiB inflate window plus a 64 KiB read buffer.
+	Decoders int
+}
+
+// Reader serves entry contents from the blob. It is safe for concurrent
+// use.
+//
+// For compressed blobs it reads in chunks of 256 KiB of uncompressed
+// data: a chunk is decoded from the nearest access point at or before
+// it (or from a live decoder already positioned between the two), its
+// CRC-32C is checked against the index, and it is kept in an LRU bounded
+// by CacheBytes. Two goroutines that miss the same chunk decode it once.
+type Reader struct {
+	ix         *Index
+	blob       io.ReaderAt
+	limit      int64
+	keepBehind int64
+	maxDec     int
+
+	mu     sync.Mutex // guards chunks, lru, bytes, decs
+	chunks map[chunkKey]*list.Element
+	lru    list.List // of *cachedChunk, most recent first
+	bytes  int64
+	decs   []*liveDecoder // oldest first
+
+	// stripes serialise decoding per segment (hashed), so concurrent
+	// misses in one segment wait for one decoder rather than each
+	// starting their own.
+	stripes [32]sync.Mutex
+}
+
+type chunkKey struct{ seg, k int }
+
+type cachedChunk struct {
+	key  chunkKey
+	data []byte
+}
+
+// liveDecoder is a decompressor positioned at pos, on a chunk boundary
+// of segment seg.
+type liveDecoder struct {
+	seg   int
+	pos   int64
+	r     io.Reader
+	close func()
+}
+
+// NewReader returns a Reader over blob, which must be the blob ix was
+// built from.
+func NewReader(ix *Index, blob io.ReaderAt, opts ReaderOptions) *Reader {
+	r := &Reader{
+		ix:     ix,
+		blob:   blob,
+		limit:  opts.CacheBytes,
+		maxDec: opts.Decoders,
+		chunks: map[chunkKey]*list.Element{},
+	}
+	if r.limit <= 0 {
+		r.limit = DefaultCacheBytes
+	}
+	if r.maxDec <= 0 {
+		r.maxDec = 4
+	}
+	r.keepBehind = min(4<<20, r.limit/4)
+	return r
+}
+
+// Close releases the live decoders and the cache. The Reader must not be
+// used afterwards.
+func (r *Reader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range r.decs {
+		d.close()
+	}
+	r.decs = nil
+	r.chunks = map[chunkKey]*list.Element{}
+	r.lru.Init()
+	r.bytes = 0
+	return nil
+}
+
+// ReadAt reads len(p) bytes of e's contents at off, like io.ReaderAt.
+// e must be one of the Index's entries. Holes of sparse files read as
+// zeros. Data that does not decompress, or does not match the checksum
+// recorded at build time, is an error wrapping ErrMalformed.
+func (r *Reader) ReadAt(e *Entry, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("read %q at offset %d: negative offset", e.Name, off)
+	}
+	if off >= e.Size {
+		return 0, io.EOF
+	}
+	want := len(p)
+	if int64(len(p)) > e.Size-off {
+		p = p[:e.Size-off]
+	}
+	if err := r.read(e, p, off); err != nil {
+		return 0, fmt.Errorf("read %q at offset %d: %w", e.Name, off, err)
+	}
+	if len(p) < want {
+		return len(p), io.EOF
+	}
+	return len(p), nil
+}
+
+func (r *Reader) read(e *Entry, p []byte, off int64) error {
+	if e.Sparse == nil {
+		if e.Offset < 0 || e.Offset+e.Size > r.ix.TarSize {
+			return fmt.Errorf("entry data %d+%d runs past the stream's %d bytes: %w", e.Offset, e.Size, r.ix.TarSize, ErrMalformed)
+		}
+		return r.readStream(p, e.Offset+off)
+	}
+	clear(p)
+	end := off + int64(len(p))
+	stream := e.Offset // where the current region's data is stored
+	for _, s := range e.Sparse {
+		if s.Offset >= end {
+			break
+		}
+		if s.Offset+s.Length > off {
+			lo, hi := max(s.Offset, off), min(s.Offset+s.Length, end)
+			at := stream + lo - s.Offset
+			if at < 0 || at+hi-lo > r.ix.TarSize {
+				return fmt.Errorf("sparse data runs past the stream's %d bytes: %w", r.ix.TarSize, ErrMalformed)
+			}
+			if err := r.readStream(p[lo-off:hi-off], at); err != nil {
+				return err
+			}
+		}
+		stream += s.Length
+	}
+	return nil
+}
+
+// readStream fills p from the uncompressed stream at off.
+func (r *Reader) readStream(p []byte, off int64) error {
+	if r.ix.compression == Uncompressed {
+		n, err := r.blob.ReadAt(p, off)
+		if n == len(p) {
+			return nil
+		}
+		if err == io.EOF {
+			return fmt.Errorf("read blob at offset %d: blob is shorter than the index says: %w", off, ErrMalformed)
+		}
+		return fmt.Errorf("read blob at offset %d: %w", off, err)
+	}
+	pts := r.ix.points
+	for len(p) > 0 {
+		seg := sort.Search(len(pts), func(i int) bool { return pts[i].U > off }) - 1
+		if seg < 0 {
+			return fmt.Errorf("no access point before offset %d: %w", off, ErrCorrupt)
+		}
+		k := int((off - pts[seg].U) / r.ix.chunkSize)
+		data, err := r.chunk(seg, k)
+		if err != nil {
+			return err
+		}
+		start := pts[seg].U + int64(k)*r.ix.chunkSize
+		n := copy(p, data[off-start:])
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+func (r *Reader) lookup(key chunkKey) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if el, ok := r.chunks[key]; ok {
+		r.lru.MoveToFront(el)
+		return el.Value.(*cachedChunk).data
+	}
+	return nil
+}
+
+func (r *Reader) insert(key chunkKey, data []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.chunks[key]; ok {
+		return
+	}
+	r.chunks[key] = r.lru.PushFront(&cachedChunk{key: key, data: data})
+	r.bytes += int64(len(data))
+	for r.bytes > r.limit && r.lru.Len() > 1 {
+		c := r.lru.Remove(r.lru.Back()).(*cachedChunk)
+		delete(r.chunks, c.key)
+		r.bytes -= int64(len(c.data))
+	}
+}
+
+// chunk returns chunk k of segment seg, decoding it if needed.
+func (r *Reader) chunk(seg, k int) ([]byte, error) {
+	key := chunkKey{seg, k}
+	if d := r.lookup(key); d != nil {
+		return d, nil
+	}
+	st := &r.stripes[seg%len(r.stripes)]
+	st.Lock()
+	defer st.Unlock()
+	if d := r.lookup(key); d != nil {
+		return d, nil
+	}
+	ix := r.ix
+	start := ix.points[seg].U + int64(k)*ix.chunkSize
+	d := r.takeDecoder(seg, start)
+	if d == nil {
+		var err error
+		if d, err = r.openDecoder(seg); err != nil {
+			return nil, err
+		}
+	}
+	var want []byte
+	for d.pos <= start {
+		segU := ix.points[d.seg].U
+		ck := int((d.pos - segU) / ix.chunkSize)
+		n := min(ix.chunkSize, ix.segmentEnd(d.seg)-d.pos)
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(d.r, buf); err != nil {
+			d.close()
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				err = fmt.Errorf("decompressed stream ends before offset %d: %w", d.pos+n, ErrMalformed)
+			}
+			return nil, fmt.Errorf("decompress at offset %d: %w", d.pos, err)
+		}
+		if got, sum := crc32.Checksum(buf, castagnoli), ix.chunkCRC[ix.chunkBase[d.seg]+ck]; got != sum {
+			d.close()
+			return nil, fmt.Errorf("decompress at offset %d: CRC-32C %08x, index says %08x: %w", d.pos, got, sum, ErrMalformed)
+		}
+		key := chunkKey{d.seg, ck}
+		if key == (chunkKey{seg, k}) {
+			want = buf
+		}
+		if start-d.pos <= r.keepBehind {
+			r.insert(key, buf)
+		}
+		d.pos += n
+		for d.seg < len(ix.points) && d.pos == ix.segmentEnd(d.seg) {
+			d.seg++
+		}
+	}
+	if d.seg < len(ix.points) {
+		r.putDecoder(d)
+	} else {
+		d.close()
+	}
+	return want, nil
+}
+
+// takeDecoder removes and returns the live decoder furthest along in
+// [start of segment seg, target], or nil.
+func (r *Reader) takeDecoder(seg int, target int64) *liveDecoder {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	best := -1
+	for i, d := range r.decs {
+		if d.pos >= r.ix.points[seg].U && d.pos <= target && (best < 0 || d.pos > r.decs[best].pos) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	d := r.decs[best]
+	r.decs = append(r.decs[:best], r.decs[best+1:]...)
+	return d
+}
+
+func (r *Reader) putDecoder(d *liveDecoder) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.decs = append(r.decs, d)
+	if len(r.decs) > r.maxDec {
+		r.decs[0].close()
+		r.decs = r.decs[1:]
+	}
+}
+
+// openDecoder starts a decompressor at the access point of segment seg.
+func (r *Reader) openDecoder(seg int) (*liveDecoder, error) {
+	ix := r.ix
+	p := ix.points[seg]
+	if p.C < 0 || p.C > ix.BlobSize {
+		return nil, fmt.Errorf("access point at compressed offset %d outside blob: %w", p.C, ErrCorrupt)
+	}
+	br := bufio.NewReaderSize(io.NewSectionReader(r.blob, p.C, ix.BlobSize-p.C), 64<<10)
+	d := &liveDecoder{seg: seg, pos: p.U, close: func() {}}
+	switch {
+	case ix.compression == Gzip && p.Kind == pointStart:
+		d.r = &gzipStream{br: br, u: p.U}
+	case ix.compression == Gzip && p.Kind == pointInflate:
+		if p.winOff < 0 || p.winLen < 0 || p.winOff+p.winLen > len(ix.windows) {
+			return nil, fmt.Errorf("window of access point %d outside index: %w", seg, ErrCorrupt)
+		}
+		win, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(ix.windows[p.winOff:p.winOff+p.winLen])), 32<<10+1))
+		if err != nil || len(win) > 32<<10 {
+			return nil, fmt.Errorf("inflate window of access point %d: %w", seg, ErrCorrupt)
+		}
+		d.r = resumeGzip(br, p, win)
+	case ix.compression == Zstd && p.Kind == pointStart:
+		z, err := newZstdStream(br)
+		if err != nil {
+			return nil, err
+		}
+		d.r, d.close = z, z.Close
+	default:
+		return nil, fmt.Errorf("access point %d of kind %d in a %s index: %w", seg, p.Kind, ix.compression, ErrCorrupt)
+	}
+	return d, nil
+}
