@@ -1,0 +1,755 @@
+package overlay
+
+import (
+	"archive/tar"
+	"fmt"
+	"log/slog"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ocifs/ocifs/tarindex"
+)
+
+const (
+	typeDir     = tar.TypeDir
+	typeSymlink = tar.TypeSymlink
+
+	// maxSymlinks is filepath-securejoin's limit, which both umoci and
+	// containerd's continuity hit before failing with ELOOP.
+	maxSymlinks = 255
+
+	// Whiteout names, layer.md "Whiteouts" and "Opaque Whiteout".
+	whPrefix = ".wh."
+	// whMeta starts aufs' own metadata names (.wh..wh.plnk,
+	// .wh..wh.aufs); apart from whOpaque they carry nothing for us.
+	whMeta   = ".wh..wh."
+	whOpaque = ".wh..wh..opq"
+
+	// xattrOverlay is the namespace a kernel overlayfs obeys
+	// (trusted.overlay.opaque, .redirect, .metacopy...).
+	xattrOverlay = "trusted.overlay."
+)
+
+// mnode is a node of the mutable tree Merge builds before freezing it.
+// It is kept small (32 bytes) because there is one per entry; the
+// directory part lives in mdir.
+type mnode struct {
+	entry *tarindex.Entry
+	*mdir        // non-nil exactly for directories
+	id    uint32 // assigned by freeze
+	layer int32
+	names int32 // names pointing here, counted by freeze
+	// symlink caches entry.Type == TypeSymlink: resolution asks it of
+	// every component and the entry itself is rarely in cache.
+	symlink bool
+	// xattrs caches len(entry.Xattrs) > 0 for freeze, likewise.
+	xattrs bool
+}
+
+// mdir holds a directory's children.
+type mdir struct {
+	// kids are the children, a removed child staying as a hole with a
+	// nil node until the next compaction.
+	kids []dentry
+	// idx finds a child in an unsorted directory of more than
+	// smallDir children; smaller ones are scanned.
+	idx  map[string]int32
+	live int32 // children that are not holes
+	// unsorted is set once a directory of sortedInsertMax children
+	// gets a child out of name order; until then kids (holes included)
+	// are sorted, so the usual append of a sorted tar stream costs one
+	// comparison and finds are binary searches.
+	unsorted bool
+}
+
+type dentry struct {
+	name string
+	node *mnode
+}
+
+const (
+	// smallDir is the size up to which an unsorted directory is
+	// scanned rather than indexed.
+	smallDir = 8
+	// sortedInsertMax is the size up to which a directory stays sorted
+	// by inserting out-of-order names in place: moving up to this many
+	// entries is cheaper than hashing every name. Larger directories
+	// met out of order switch to the hash index and a sort at freeze.
+	sortedInsertMax = 256
+)
+
+func (n *mnode) isDir() bool     { return n.mdir != nil }
+func (n *mnode) isSymlink() bool { return n.symlink }
+
+// find returns the index in kids of the live child name, or -1.
+func (n *mnode) find(name string) int {
+	if !n.unsorted {
+		i, ok := n.search(name)
+		if ok && n.kids[i].node != nil {
+			return i
+		}
+		return -1
+	}
+	if n.idx != nil {
+		if i, ok := n.idx[name]; ok {
+			return int(i)
+		}
+		return -1
+	}
+	for i := range n.kids {
+		if n.kids[i].node != nil && n.kids[i].name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// lookup returns the child name of n, or nil.
+func (n *mnode) lookup(name string) *mnode {
+	if i := n.find(name); i >= 0 {
+		return n.kids[i].node
+	}
+	return nil
+}
+
+// search finds name in sorted kids: its index and whether it is there
+// (possibly as a hole), or where it would go.
+func (n *mnode) search(name string) (int, bool) {
+	k := n.kids
+	if len(k) == 0 || k[len(k)-1].name < name {
+		return len(k), false // the common append
+	}
+	lo, hi := 0, len(k)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if k[m].name < name {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo, k[lo].name == name
+}
+
+// add adds a child the caller knows is absent.
+func (n *mnode) add(name string, c *mnode) {
+	n.live++
+	if !n.unsorted {
+		i, ok := n.search(name)
+		switch {
+		case ok: // a hole of the same name
+			n.kids[i].node = c
+			return
+		case i == len(n.kids):
+			n.kids = append(n.kids, dentry{name, c})
+			return
+		case len(n.kids) < sortedInsertMax:
+			n.kids = slices.Insert(n.kids, i, dentry{name, c})
+			return
+		}
+		n.unsorted = true
+	}
+	n.kids = append(n.kids, dentry{name, c})
+	switch {
+	case n.idx != nil:
+		n.idx[name] = int32(len(n.kids) - 1)
+	case len(n.kids) > smallDir:
+		n.reindex()
+	}
+}
+
+// reindex drops holes and rebuilds idx.
+func (n *mnode) reindex() {
+	if int(n.live) != len(n.kids) {
+		n.kids = slices.DeleteFunc(n.kids, func(d dentry) bool { return d.node == nil })
+	}
+	n.idx = nil
+	if n.unsorted && len(n.kids) > smallDir {
+		n.idx = make(map[string]int32, len(n.kids))
+		for i, d := range n.kids {
+			n.idx[d.name] = int32(i)
+		}
+	}
+}
+
+// set points n's child name at c, replacing what was there (the caller
+// has called dropped for it).
+func (n *mnode) set(name string, c *mnode) {
+	if i := n.find(name); i >= 0 {
+		n.kids[i].node = c
+		return
+	}
+	n.add(name, c)
+}
+
+// frame is one step of a resolved path. node is nil for a component
+// that does not exist (yet); such a frame is only ever followed by
+// frames that do not exist either, or popped by "..".
+type frame struct {
+	node *mnode
+	name string
+}
+
+type merger struct {
+	log  *slog.Logger
+	root *mnode
+	slab []mnode
+
+	// layer being applied, for messages.
+	li    int
+	label string
+
+	// dirs caches the directory an entry's parent path resolved to,
+	// keyed by that path as the layer spells it, so most entries cost
+	// one map lookup to place. Removing a directory or symlink may
+	// change how any path resolves, so it bumps gen and every older
+	// cache record is stale. Adding nodes never changes where an
+	// existing directory path resolves.
+	dirs    map[string]cachedDir
+	gen     uint32
+	scratch []frame
+
+	// last is the directory of the previous entry, which tar streams
+	// usually share, valid while lastGen == gen.
+	lastDir  string
+	lastNode *mnode
+	lastGen  uint32
+}
+
+type cachedDir struct {
+	n   *mnode
+	gen uint32
+}
+
+// Merge applies layers in order, lowest first, and returns the merged
+// tree. The entries are referenced, not copied: they must stay
+// unchanged for the life of the tree. See the package documentation for
+// the rules.
+func Merge(layers []Layer, opts Options) (*Tree, error) {
+	m := &merger{log: opts.Logger, dirs: make(map[string]cachedDir)}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	m.root = m.newNode(implicitEntry("."), -1, true)
+	for i := range layers {
+		m.li = i
+		m.label = layers[i].Name
+		if m.label == "" {
+			m.label = strconv.Itoa(i)
+		}
+		if err := m.apply(layers[i].Entries); err != nil {
+			return nil, fmt.Errorf("apply layer %q: %w", m.label, err)
+		}
+	}
+	return m.freeze(), nil
+}
+
+func implicitEntry(name string) *tarindex.Entry {
+	// What an unpacker's MkdirAll leaves behind with umask 022 when
+	// running as root; mtime 0 because the unpack time is no image data.
+	return &tarindex.Entry{Name: name, Type: typeDir, Mode: 0o755}
+}
+
+func (m *merger) newNode(e *tarindex.Entry, layer int, dir bool) *mnode {
+	if len(m.slab) == cap(m.slab) {
+		m.slab = make([]mnode, 0, 1024)
+	}
+	m.slab = append(m.slab, mnode{
+		entry: e, layer: int32(layer),
+		symlink: e.Type == typeSymlink, xattrs: len(e.Xattrs) > 0,
+	})
+	n := &m.slab[len(m.slab)-1]
+	if dir {
+		n.mdir = new(mdir)
+	}
+	return n
+}
+
+// remove removes dir's child name, if any.
+func (m *merger) remove(dir *mnode, name string) {
+	i := dir.find(name)
+	if i < 0 {
+		return
+	}
+	m.dropped(dir.kids[i].node)
+	dir.kids[i].node = nil
+	dir.live--
+	if dir.idx != nil {
+		delete(dir.idx, name)
+	}
+	if int(dir.live) < len(dir.kids)/2 {
+		dir.reindex()
+	}
+}
+
+// clearDir removes all of dir's children.
+func (m *merger) clearDir(dir *mnode) {
+	for _, d := range dir.kids {
+		if d.node != nil {
+			m.dropped(d.node)
+		}
+	}
+	dir.kids, dir.idx, dir.live, dir.unsorted = nil, nil, 0, false
+}
+
+// cleanName returns name cleaned as tarindex cleans entry names
+// (path.Clean("/"+name) without the slash, "." for the root). Names
+// from tarindex are clean already and cost one scan; anything else is
+// cleaned here so that no caller can put "..", "." or "" into the tree.
+func cleanName(name string) string {
+	if isClean(name) {
+		return name
+	}
+	c := path.Clean("/" + name)
+	if c == "/" {
+		return "."
+	}
+	return c[1:]
+}
+
+func isClean(name string) bool {
+	if name == "." {
+		return true
+	}
+	start := 0
+	for i := 0; i <= len(name); i++ {
+		if i < len(name) && name[i] != '/' {
+			continue
+		}
+		switch name[start:i] {
+		case "", ".", "..":
+			return false
+		}
+		start = i + 1
+	}
+	return true
+}
+
+// splitName splits a cleaned entry name into its parent path ("" for
+// the root) and base name.
+func splitName(name string) (dir, base string) {
+	i := strings.LastIndexByte(name, '/')
+	if i < 0 {
+		return "", name
+	}
+	return name[:i], name[i+1:]
+}
+
+// dropped notes that n lost a name.
+func (m *merger) dropped(n *mnode) {
+	if n.isDir() || n.isSymlink() {
+		m.gen++
+	}
+}
+
+// whiteout is one removal collected in a layer's first pass; an empty
+// name means opaque.
+type whiteout struct {
+	dir  *mnode
+	name string
+}
+
+func (m *merger) apply(entries []tarindex.Entry) error {
+	// Pass 1: whiteouts only ever act on the lower layers (layer.md:
+	// "Whiteout files MUST only apply to resources in lower/parent
+	// layers"), wherever they stand in the tar, so resolve them all
+	// against the tree as the lower layers left it, then remove.
+	var wos []whiteout
+	for i := range entries {
+		e := &entries[i]
+		dir, base := splitName(cleanName(e.Name))
+		if !strings.HasPrefix(base, whPrefix) {
+			continue
+		}
+		var name string
+		switch {
+		case base == whOpaque: // checked before the ".wh." prefix
+		case strings.HasPrefix(base, whMeta):
+			continue // aufs metadata
+		default:
+			name = base[len(whPrefix):]
+			if name == "" || name == "." || name == ".." {
+				return fmt.Errorf("whiteout %q: %w", e.Name, ErrInvalidWhiteout)
+			}
+		}
+		frames, err := m.resolve(dir, m.scratch[:0])
+		m.scratch = frames
+		if err != nil {
+			return fmt.Errorf("whiteout %q: %w", e.Name, err)
+		}
+		d := frames[len(frames)-1].node
+		if d == nil || !d.isDir() {
+			m.log.Debug("whiteout of nothing", "layer", m.label, "name", e.Name)
+			continue
+		}
+		wos = append(wos, whiteout{dir: d, name: name})
+	}
+	for _, wo := range wos {
+		if wo.name == "" {
+			m.clearDir(wo.dir)
+			continue
+		}
+		m.remove(wo.dir, wo.name)
+	}
+
+	// Pass 2: everything else, in tar order, so that a later entry for
+	// a path replaces an earlier one and a hardlink finds the entries
+	// before it.
+	for i := range entries {
+		if err := m.add(&entries[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *merger) add(e *tarindex.Entry) error {
+	name := cleanName(e.Name)
+	if name == "." {
+		if e.Type != typeDir {
+			// umoci refuses such a layer, containerd ignores every root
+			// entry; replacing the root is impossible either way.
+			m.log.Debug("skip non-directory root entry", "layer", m.label, "type", string(rune(e.Type)))
+			return nil
+		}
+		m.root.entry, m.root.layer, m.root.xattrs = e, int32(m.li), len(e.Xattrs) > 0
+		return nil
+	}
+	dirName, base := splitName(name)
+	if strings.HasPrefix(base, whPrefix) {
+		return nil // handled in pass 1
+	}
+	switch e.Type {
+	case tar.TypeReg, tar.TypeRegA, tar.TypeDir, tar.TypeSymlink, tar.TypeLink,
+		tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	default:
+		return fmt.Errorf("add %q: %w %q", e.Name, ErrUnsupportedType, string(rune(e.Type)))
+	}
+	parent, err := m.parent(dirName, e)
+	if err != nil {
+		return fmt.Errorf("add %q: %w", e.Name, err)
+	}
+	if parent == nil {
+		return nil // skipped, logged
+	}
+	i := parent.find(base)
+	var old *mnode
+	if i >= 0 {
+		old = parent.kids[i].node
+	}
+
+	if e.Type == tar.TypeDir && old != nil && old.isDir() {
+		// layer.md "Changeset over existing files": both directories,
+		// so the entry's attributes replace the old ones and the
+		// children stay.
+		old.entry, old.layer, old.xattrs = e, int32(m.li), len(e.Xattrs) > 0
+		return nil
+	}
+	// Everything else removes the old path, subtree and all, first.
+	if e.Type == tar.TypeLink {
+		// The old path goes before the target is looked up, as in
+		// both unpackers.
+		m.remove(parent, base)
+		target, err := m.linkTarget(cleanName(e.Linkname))
+		if err != nil {
+			return fmt.Errorf("link %q to %q: %w", e.Name, e.Linkname, err)
+		}
+		parent.set(base, target)
+		return nil
+	}
+	n := m.newNode(e, m.li, e.Type == tar.TypeDir)
+	if old != nil {
+		m.dropped(old)
+		parent.kids[i].node = n
+		return nil
+	}
+	parent.add(base, n)
+	return nil
+}
+
+// parent returns the directory an entry whose parent path is dir lands
+// in, creating missing directories (and replacing non-directories in
+// the way) as an unpacker does. It returns nil if the entry is skipped.
+func (m *merger) parent(dir string, e *tarindex.Entry) (*mnode, error) {
+	if dir == "" {
+		return m.root, nil
+	}
+	if m.lastGen == m.gen && m.lastNode != nil && dir == m.lastDir {
+		return m.lastNode, nil
+	}
+	n, err := m.parentCached(dir, e)
+	if n != nil {
+		m.lastDir, m.lastNode, m.lastGen = dir, n, m.gen
+	}
+	return n, err
+}
+
+func (m *merger) parentCached(dir string, e *tarindex.Entry) (*mnode, error) {
+	if dir == "" {
+		return m.root, nil
+	}
+	if c, ok := m.dirs[dir]; ok && c.gen == m.gen {
+		return c.n, nil
+	}
+	// The common cases, a directory or nothing, extend the parent's
+	// resolution by one component.
+	up, base := splitName(dir)
+	p, err := m.parentCached(up, e)
+	if err != nil || p == nil {
+		return nil, err
+	}
+	n := p.lookup(base)
+	switch {
+	case n != nil && n.isDir():
+	case n == nil && !strings.HasPrefix(base, whPrefix):
+		n = m.newNode(implicitEntry(dir), -1, true)
+		p.add(base, n)
+	default:
+		// A symlink, a non-directory or a whiteout name: resolve from
+		// the root.
+		n, err = m.parentSlow(dir, e)
+		if err != nil || n == nil {
+			return nil, err
+		}
+	}
+	m.dirs[dir] = cachedDir{n: n, gen: m.gen}
+	return n, nil
+}
+
+// parentSlow is parent for paths that need symlinks followed or
+// non-directories replaced.
+func (m *merger) parentSlow(dir string, e *tarindex.Entry) (*mnode, error) {
+	frames, err := m.resolve(dir, m.scratch[:0])
+	m.scratch = frames
+	if err != nil {
+		return nil, err
+	}
+	for i := 1; i < len(frames); i++ {
+		f := &frames[i]
+		if f.node != nil && f.node.isDir() {
+			continue
+		}
+		if strings.HasPrefix(f.name, whPrefix) {
+			// A symlink led here; the spec allows no such name.
+			m.log.Debug("skip entry whose parent would be a whiteout name", "layer", m.label, "name", e.Name)
+			return nil, nil
+		}
+		up := frames[i-1].node
+		if f.node != nil {
+			// umoci (since 0.5) replaces a non-directory in the way with
+			// a directory; containerd fails. Entries are never dropped
+			// silently, so we follow umoci.
+			m.log.Debug("replace non-directory parent", "layer", m.label, "name", e.Name, "parent", f.name)
+			m.dropped(f.node)
+		}
+		n := m.newNode(implicitEntry(framesPath(frames[:i+1])), -1, true)
+		up.set(f.name, n)
+		f.node = n
+	}
+	return frames[len(frames)-1].node, nil
+}
+
+func framesPath(frames []frame) string {
+	var b strings.Builder
+	for i, f := range frames[1:] {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		b.WriteString(f.name)
+	}
+	return b.String()
+}
+
+// resolve resolves the directory path p from the root without creating
+// anything, following every symlink inside the root the way
+// filepath-securejoin does for umoci: ".." pops one resolved component
+// and stays at the root, an absolute target starts again at the root,
+// components that do not exist are kept as frames with a nil node.
+func (m *merger) resolve(p string, frames []frame) ([]frame, error) {
+	frames = append(frames, frame{node: m.root})
+	return m.walk(p, frames)
+}
+
+// walk continues a resolution from frames.
+func (m *merger) walk(rest string, frames []frame) ([]frame, error) {
+	links := 0
+	for rest != "" {
+		var comp string
+		comp, rest, _ = strings.Cut(rest, "/")
+		switch comp {
+		case "", ".":
+			continue
+		case "..":
+			if len(frames) > 1 {
+				frames = frames[:len(frames)-1]
+			}
+			continue
+		}
+		top := frames[len(frames)-1].node
+		if top == nil || !top.isDir() {
+			frames = append(frames, frame{name: comp})
+			continue
+		}
+		n := top.lookup(comp)
+		if n == nil || !n.isSymlink() {
+			frames = append(frames, frame{node: n, name: comp})
+			continue
+		}
+		links++
+		if links > maxSymlinks {
+			return frames, ErrSymlinkLoop
+		}
+		target := n.entry.Linkname
+		if strings.HasPrefix(target, "/") {
+			frames = frames[:1]
+		}
+		if rest == "" {
+			rest = target
+		} else {
+			rest = target + "/" + rest
+		}
+	}
+	return frames, nil
+}
+
+// linkTarget finds the node a hardlink's (cleaned) Linkname names now.
+// The parent path follows symlinks inside the root; the last component
+// does not, as link(2) does not.
+func (m *merger) linkTarget(linkname string) (*mnode, error) {
+	if linkname == "." || linkname == "" {
+		return nil, ErrHardlinkDir
+	}
+	dir, base := splitName(linkname)
+	frames, err := m.resolve(dir, m.scratch[:0])
+	m.scratch = frames
+	if err != nil {
+		return nil, err
+	}
+	d := frames[len(frames)-1].node
+	if d == nil || !d.isDir() {
+		return nil, ErrHardlinkTarget
+	}
+	n := d.lookup(base)
+	switch {
+	case n == nil:
+		return nil, ErrHardlinkTarget
+	case n.isDir():
+		return nil, ErrHardlinkDir
+	}
+	return n, nil
+}
+
+// freeze turns the mutable tree into the compact immutable one: nodes
+// numbered in depth-first order with each directory's children sorted
+// by name, so the same layers always give the same IDs.
+func (m *merger) freeze() *Tree {
+	// Count nodes and names.
+	nodes, names := 1, 0
+	stack := []*mnode{m.root}
+	for len(stack) > 0 {
+		d := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		names += int(d.live)
+		for _, de := range d.kids {
+			k := de.node
+			if k == nil {
+				continue
+			}
+			k.names++
+			if k.names == 1 {
+				nodes++
+				if k.isDir() {
+					stack = append(stack, k)
+				}
+			}
+		}
+	}
+
+	t := &Tree{
+		nodes:   make([]Node, nodes),
+		dirents: make([]DirEntry, names),
+	}
+	m.root.id = 1
+	t.nodes[0] = t.node(m.root)
+	next, pos := uint64(1), 0
+	type kid struct {
+		name string
+		n    *mnode
+	}
+	var kids []kid
+	stack = append(stack[:0], m.root)
+	for len(stack) > 0 {
+		d := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		kids = kids[:0]
+		for _, de := range d.kids {
+			if de.node != nil {
+				kids = append(kids, kid{de.name, de.node})
+			}
+		}
+		if d.unsorted {
+			slices.SortFunc(kids, func(a, b kid) int { return strings.Compare(a.name, b.name) })
+		}
+		start, subdirs := pos, 0
+		for _, k := range kids {
+			if k.n.id == 0 {
+				next++
+				k.n.id = uint32(next)
+				t.nodes[next-1] = t.node(k.n)
+			}
+			t.dirents[pos] = DirEntry{Name: k.name, Node: &t.nodes[k.n.id-1]}
+			pos++
+			if k.n.isDir() {
+				subdirs++
+			}
+		}
+		nd := &t.nodes[d.id-1]
+		nd.kidsStart, nd.kidsLen = int32(start), int32(len(kids))
+		nd.Nlink = uint32(2 + subdirs)
+		for i := len(kids) - 1; i >= 0; i-- {
+			if kids[i].n.isDir() {
+				stack = append(stack, kids[i].n)
+			}
+		}
+	}
+	return t
+}
+
+// node makes the frozen form of n, filtering xattrs.
+func (t *Tree) node(n *mnode) Node {
+	e := n.entry
+	if n.xattrs {
+		e = filterXattrs(e)
+		if len(e.Xattrs) > 0 {
+			t.hasXattrs = true
+		}
+	}
+	return Node{ID: uint64(n.id), Layer: int(n.layer), Entry: e, Nlink: uint32(n.names)}
+}
+
+// filterXattrs drops trusted.overlay.* attributes. The entry belongs to
+// the layer index and is shared, so it is copied, and only when needed.
+func filterXattrs(e *tarindex.Entry) *tarindex.Entry {
+	keep := 0
+	for _, x := range e.Xattrs {
+		if !strings.HasPrefix(x.Key, xattrOverlay) {
+			keep++
+		}
+	}
+	if keep == len(e.Xattrs) {
+		return e
+	}
+	c := *e
+	c.Xattrs = make([]tarindex.Xattr, 0, keep)
+	for _, x := range e.Xattrs {
+		if !strings.HasPrefix(x.Key, xattrOverlay) {
+			c.Xattrs = append(c.Xattrs, x)
+		}
+	}
+	if keep == 0 {
+		c.Xattrs = nil
+	}
+	return &c
+}
