@@ -1,0 +1,197 @@
+package main
+
+// Daemonizing `ocifs mount`, the way sshfs and squashfuse behave: the
+// command returns once the mount is ready, or fails with the reason and
+// leaves nothing behind.
+//
+// Go cannot fork, so the command re-executes itself as the daemon: the
+// parent starts os.Executable() with the same arguments in a new session
+// (setsid: no terminal, no job control signals), with stdin and stdout on
+// /dev/null, stderr on a pipe the parent relays (so messages from the
+// daemon and fusermount3 reach the user until the mount is ready), and a
+// second pipe as fd 3, named by the environment variable daemonEnv. The
+// daemon opens the image and mounts it, then moves its stderr to the log
+// file (or /dev/null) and writes "ok" on fd 3, or writes the error there
+// and exits. The parent exits 0 on "ok", and otherwise prints the error
+// and exits non-zero; a daemon that dies without a word is reported
+// with its exit status. A failed daemon has mounted nothing: fs.Mount
+// either returns a working mount or none.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// daemonEnv marks the daemon process and names its readiness fd.
+const daemonEnv = "OCIFS_MOUNT_DAEMON_FD"
+
+// readyMessage is what the daemon writes once the mount answers.
+const readyMessage = "ok"
+
+// daemonReadyFD reports whether this process is the mount daemon, and
+// the fd on which it reports readiness.
+func daemonReadyFD() (int, bool) {
+	v, ok := os.LookupEnv(daemonEnv)
+	if !ok {
+		return 0, false
+	}
+	os.Unsetenv(daemonEnv) // not for fusermount3 or anything else we start
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return 0, false
+	}
+	return fd, true
+}
+
+// startDaemon runs in the command the user started: it starts the
+// daemon and waits for its verdict.
+func startDaemon(ctx context.Context) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("create readiness pipe: %w", err)
+	}
+	defer readyR.Close()
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		readyW.Close()
+		return fmt.Errorf("create stderr pipe: %w", err)
+	}
+	defer errR.Close()
+
+	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), daemonEnv+"=3") // ExtraFiles[0] is fd 3
+	cmd.ExtraFiles = []*os.File{readyW}
+	cmd.Stderr = errW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	readyW.Close()
+	errW.Close()
+	if err != nil {
+		return fmt.Errorf("start mount daemon: %w", err)
+	}
+
+	relayed := make(chan struct{})
+	go func() {
+		io.Copy(os.Stderr, errR)
+		close(relayed)
+	}()
+	verdict := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(readyR)
+		verdict <- strings.TrimSpace(string(b))
+	}()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	var msg string
+	interrupted := false
+	select {
+	case msg = <-verdict:
+	case <-sigs:
+		// The daemon is in its own session and did not see the
+		// terminal's ^C: pass it on. It stops opening, or unmounts
+		// if it got that far, and exits.
+		interrupted = true
+		cmd.Process.Signal(syscall.SIGTERM)
+		msg = <-verdict
+	}
+	if msg == readyMessage && !interrupted {
+		<-relayed // the daemon has let go of the pipe: all its messages are out
+		return cmd.Process.Release()
+	}
+	state, _ := cmd.Process.Wait()
+	<-relayed
+	switch {
+	case interrupted:
+		return errors.New("mount interrupted")
+	case msg != "" && msg != readyMessage:
+		return errors.New(msg)
+	default:
+		return fmt.Errorf("mount daemon exited before the mount was ready (%v)", state)
+	}
+}
+
+// runDaemon is the daemon: it mounts, reports on fd readyFD and serves.
+func runDaemon(ctx context.Context, cfg mountConfig, f mountFlags, readyFD int) error {
+	ready := os.NewFile(uintptr(readyFD), "ready")
+	unix.CloseOnExec(readyFD)
+	reported := false
+	report := func(msg string) {
+		fmt.Fprintln(ready, msg)
+		ready.Close()
+		reported = true
+	}
+
+	// Before the mount is ready, fd 2 is the pipe to the user's
+	// terminal; after it, the log file or /dev/null.
+	logTo, err := daemonLog(f.logFile)
+	if err != nil {
+		report(err.Error())
+		return err
+	}
+	detached := false
+	detach := func() {
+		if detached {
+			return
+		}
+		detached = true
+		unix.Dup2(int(logTo.Fd()), 2)
+		logTo.Close()
+	}
+	level := slog.LevelInfo
+	if f.debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	err = checkMountPoint(cfg.dir)
+	if err == nil {
+		err = checkFUSE()
+	}
+	if err == nil {
+		err = serve(ctx, cfg, log, func() {
+			detach()
+			// The daemon must not keep the caller's working
+			// directory busy; the image is open by now.
+			if err := os.Chdir("/"); err != nil {
+				log.Warn("chdir /", "err", err)
+			}
+			report(readyMessage)
+			log.Info("mounted", "ref", cfg.ref, "dir", cfg.dir, "pid", os.Getpid())
+		})
+	}
+	if err != nil && !reported {
+		// Silence main's copy of the message: the caller prints it.
+		detach()
+		report(err.Error())
+	}
+	return err
+}
+
+// daemonLog opens where the daemon's stderr goes once it is detached.
+func daemonLog(path string) (*os.File, error) {
+	if path == "" {
+		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open log file %q: %w", path, err)
+	}
+	return f, nil
+}

@@ -1,0 +1,82 @@
+// Package fs serves a merged image tree (overlay.Tree) as a read-only
+// FUSE filesystem with go-fuse. It is the only package that knows about
+// FUSE.
+//
+// # Nodes
+//
+// The node tree is discovered on demand: a go-fuse inode exists only
+// once the kernel asked for it, through Lookup or a READDIRPLUS reply,
+// never because the image has the file. Each inode is created with the
+// overlay node's stable ID as its inode number (StableAttr.Ino), so
+// go-fuse deduplicates hardlinked names onto one inode and the kernel
+// sees the same st_ino and the right st_nlink for every name. Mounting a
+// 100k-file image therefore costs the same as mounting an empty one.
+//
+// Attributes come from the layer index entry: size (a symlink's is the
+// length of its target), 512-byte blocks, mode with the file type from
+// the tar typeflag and the permission bits including setuid, setgid and
+// sticky, uid/gid, rdev of devices, nlink from the merged tree, and
+// mtime as atime, mtime and ctime (tar records one time that matters).
+//
+// # Errors
+//
+// go-fuse wants a syscall.Errno from every operation. Errors become
+// errnos in exactly one place, filesystem.errno: errors.As finds a
+// syscall.Errno anywhere in a %w chain and errors.Is maps the io/fs and
+// context sentinels. fusefs.ToErrno is not used because it does not
+// unwrap: a wrapped ENOENT would reach the kernel as ENOSYS. Anything
+// unknown (a corrupt blob, a digest mismatch) becomes EIO and is logged
+// once, so the reason is in the log even though the caller only sees
+// EIO; nothing unknown is ever turned into wrong bytes.
+//
+// # Kernel caching
+//
+// The image cannot change under the mount, so every kernel cache is used
+// as hard as it goes: entries and attributes are valid for a long time
+// (Options.EntryTimeout, Options.AttrTimeout; an hour by default),
+// failed lookups are cached just as long (NegativeTimeout), open files
+// keep their page cache across opens (FOPEN_KEEP_CACHE, and no automatic
+// invalidation on attribute changes that never come), directory listings
+// are cached in the page cache (FOPEN_CACHE_DIR) and symlink targets too.
+//
+// Extended attributes are the most expensive FUSE traffic there is: the
+// kernel asks for security.capability, ACLs and SELinux labels on many
+// operations, one round trip each. When the image has no xattrs at all,
+// Mount sets go-fuse's DisableXAttrs: the first xattr request answers
+// ENOSYS, the kernel remembers that for the whole mount and never asks
+// again (getxattr and listxattr then fail with EOPNOTSUPP in user space,
+// as on a filesystem mounted without xattr support). The node methods
+// also answer at once (ENODATA, an empty list) when the tree has none,
+// for trees served through NewRoot without Mount.
+//
+// # Read-only
+//
+// Mount always mounts read-only (MS_RDONLY, the "ro" option), so the
+// kernel refuses writes before they reach us. Every write operation is
+// implemented anyway and answers EROFS, because go-fuse's defaults for
+// some (Unlink, Rmdir) are success. Open refuses write access with
+// EROFS.
+//
+// Mounts are nodev,nosuid unless MountOptions.Dev or Suid say
+// otherwise: an image from a stranger should not get device nodes or
+// setuid binaries (or file capabilities) on the host by being browsed.
+// Without AllowOther only the mounting user can reach the mount at all,
+// and that user may read every file of the image, whatever its owner
+// (like an unpacked copy they own). With AllowOther the mount adds
+// default_permissions so the kernel enforces the image's owners and
+// modes against every user.
+//
+// # What it never does
+//
+// fs never parses tar, never reads a layout and never decompresses:
+// names and metadata come from the overlay.Tree, bytes from Content
+// (rootfs.RootFS in production). It holds no per-file state beyond the
+// go-fuse inodes the kernel asked for.
+//
+// # Deadlocks
+//
+// A process that serves a mount must not touch it from the goroutines
+// that serve it. Tests that mount in-process read the mount from the
+// test goroutines only, and the CLI's daemon never looks inside its own
+// mount.
+package fs
