@@ -44,5 +44,8 @@ echo "mounted $layout:demo at $mnt (read-only, served lazily from the blobs):"
 ls -l "$mnt" "$mnt/etc"
 echo
 cat "$mnt/etc/os-release"
+echo "etc/motd comes from layer 2: $(cat "$mnt/etc/motd")"
+[ -e "$mnt/etc/old.conf" ] || echo "etc/old.conf was deleted by layer 2's whiteout"
+"$mnt/bin/busybox" echo "busybox runs straight from the mount"
 echo
 echo "unmount with: $ocifs umount $mnt"
