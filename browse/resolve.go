@@ -1,22 +1,15 @@
 package browse
 
 import (
-	"archive/tar"
 	"errors"
-	"fmt"
-	"strings"
 
 	"github.com/ocifs/ocifs/overlay"
 )
 
-// maxSymlinks is Linux's MAXSYMLINKS: path_resolution(7) gives up with
-// ELOOP after 40 symlinks on one lookup.
-const maxSymlinks = 40
-
 // Errors of the path functions.
 var (
 	// ErrLoop: resolving a path met more than 40 symlinks (ELOOP).
-	ErrLoop = errors.New("browse: too many levels of symbolic links")
+	ErrLoop = overlay.ErrSymlinkLoop
 	// ErrIsDir: contents asked of a directory (EISDIR). Contents of
 	// other non-regular files fail with rootfs.ErrNotRegular.
 	ErrIsDir = errors.New("browse: is a directory")
@@ -29,63 +22,14 @@ type resolved struct {
 	path string // slash separated, no leading slash; "." is the root
 }
 
-// resolve walks name from the root of t. Symlinks before the last
-// component are always followed, inside the root; the last one only if
-// follow is set (like stat(2) against lstat(2)). A trailing slash
-// follows the last component too, as it does on Linux.
+// resolve walks name from the root of t; the last component is
+// followed only if follow is set (stat(2) as opposed to lstat(2)).
 func resolve(t *overlay.Tree, name string, follow bool) (resolved, error) {
-	type frame struct {
-		node *overlay.Node
-		name string
+	n, p, err := t.ResolvePath(name, follow)
+	if err != nil {
+		return resolved{}, err
 	}
-	stack := []frame{{node: t.Root(), name: "."}}
-	follow = follow || strings.HasSuffix(name, "/")
-	rest := strings.TrimLeft(name, "/")
-	links := 0
-	for rest != "" {
-		var comp string
-		comp, rest, _ = strings.Cut(rest, "/")
-		rest = strings.TrimLeft(rest, "/")
-		switch comp {
-		case "", ".":
-			continue
-		case "..":
-			if len(stack) > 1 {
-				stack = stack[:len(stack)-1]
-			}
-			continue
-		}
-		cur := stack[len(stack)-1].node
-		if !cur.IsDir() {
-			return resolved{}, fmt.Errorf("resolve %q: %w", "/"+strings.TrimLeft(name, "/"), overlay.ErrNotDir)
-		}
-		n := t.Lookup(cur, comp)
-		if n == nil {
-			return resolved{}, fmt.Errorf("resolve %q: %w", "/"+strings.TrimLeft(name, "/"), overlay.ErrNotExist)
-		}
-		if n.Entry.Type == tar.TypeSymlink && (rest != "" || follow) {
-			links++
-			if links > maxSymlinks {
-				return resolved{}, fmt.Errorf("resolve %q: %w", "/"+strings.TrimLeft(name, "/"), ErrLoop)
-			}
-			target := n.Entry.Linkname
-			if strings.HasPrefix(target, "/") {
-				stack = stack[:1]
-			}
-			rest = target + "/" + rest
-			continue
-		}
-		stack = append(stack, frame{node: n, name: comp})
-	}
-	names := make([]string, 0, len(stack)-1)
-	for _, f := range stack[1:] {
-		names = append(names, f.name)
-	}
-	p := strings.Join(names, "/")
-	if p == "" {
-		p = "."
-	}
-	return resolved{node: stack[len(stack)-1].node, path: p}, nil
+	return resolved{node: n, path: p}, nil
 }
 
 // displayPath turns a tree path ("." or "a/b") into what users see

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/ocifs/ocifs/overlay"
 )
@@ -20,10 +19,6 @@ var (
 // maxFileSize bounds what TreeFiles reads: an /etc/passwd of 16 MiB is
 // already absurd, and the image is not trusted.
 const maxFileSize = 16 << 20
-
-// maxLinks bounds the symlinks followed for the last component of a
-// path; overlay.Tree.Resolve has its own bound for the others.
-const maxLinks = 40
 
 // Content serves file contents of a merged tree's nodes;
 // rootfs.RootFS is one.
@@ -72,29 +67,8 @@ func (f TreeFiles) ReadFile(name string) ([]byte, error) {
 }
 
 // resolve finds name's node, following symlinks in every component,
-// the last one included (Tree.Resolve leaves that one alone).
+// the last one included, inside the image root.
 func (f TreeFiles) resolve(name string) (*overlay.Node, error) {
-	for range maxLinks {
-		n, err := f.Tree.Resolve(name)
-		if err != nil {
-			return nil, err
-		}
-		if n.Entry.Type != tar.TypeSymlink {
-			return n, nil
-		}
-		target := n.Entry.Linkname
-		if strings.HasPrefix(target, "/") {
-			name = target
-			continue
-		}
-		// Relative to the link's directory as written, not cleaned:
-		// Resolve applies ".." after following the symlinks before it,
-		// as the kernel does, where a lexical path.Join would not.
-		dir := ""
-		if i := strings.LastIndex(name, "/"); i >= 0 {
-			dir = name[:i]
-		}
-		name = dir + "/" + target
-	}
-	return nil, fmt.Errorf("resolve %q: %w", name, overlay.ErrSymlinkLoop)
+	n, _, err := f.Tree.ResolvePath(name, true)
+	return n, err
 }

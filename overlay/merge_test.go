@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"errors"
+	"fmt"
 	iofs "io/fs"
 	"slices"
 	"testing"
@@ -563,6 +564,47 @@ func TestResolve(t *testing.T) {
 		}
 		if err != nil || desc(n) != tc.want {
 			t.Errorf("Resolve(%q) = %v, %v; want %v", tc.path, desc(n), err, tc.want)
+		}
+	}
+}
+
+func TestResolvePathFollowsLastLikeStat(t *testing.T) {
+	chain := l(dir("d"), file("d/f"), sym("l", "/d/f"), sym("dl", "d"), sym("loop", "loop"))
+	// c0 -> c1 -> ... -> c40 -> d/f: 41 links, one past Linux's limit.
+	for i := 0; i <= 40; i++ {
+		target := fmt.Sprintf("c%d", i+1)
+		if i == 40 {
+			target = "d/f"
+		}
+		chain = append(chain, sym(fmt.Sprintf("c%d", i), target))
+	}
+	tr := mustMerge(t, layers(chain))
+	for _, tc := range []struct {
+		path     string
+		follow   bool
+		want     string
+		wantPath string
+		err      error
+	}{
+		{"l", false, "l0->/d/f", "l", nil},
+		{"l", true, "f0", "d/f", nil},
+		{"dl/", false, "d0", "d", nil},
+		{"dl/f", false, "f0", "d/f", nil},
+		{"/", true, "d-", ".", nil},
+		{"c1", true, "f0", "d/f", nil},
+		{"c0", true, "", "", ErrSymlinkLoop},
+		{"c0", false, "l0->c1", "c0", nil},
+		{"loop", true, "", "", ErrSymlinkLoop},
+	} {
+		n, p, err := tr.ResolvePath(tc.path, tc.follow)
+		if tc.err != nil {
+			if !errors.Is(err, tc.err) {
+				t.Errorf("ResolvePath(%q, %v) = %v, %q, %v; want error %v", tc.path, tc.follow, desc(n), p, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || desc(n) != tc.want || p != tc.wantPath {
+			t.Errorf("ResolvePath(%q, %v) = %v, %q, %v; want %v, %q", tc.path, tc.follow, desc(n), p, err, tc.want, tc.wantPath)
 		}
 	}
 }

@@ -23,8 +23,10 @@ var (
 	// ErrHardlinkDir: a hardlink names a directory, which link(2)
 	// refuses, so umoci and containerd fail the unpack.
 	ErrHardlinkDir = errors.New("overlay: hardlink target is a directory")
-	// ErrSymlinkLoop: resolving a parent path met more than 255
-	// symlinks, the limit of filepath-securejoin (ELOOP).
+	// ErrSymlinkLoop: resolving a path met too many symlinks (ELOOP):
+	// more than 255 in Merge, filepath-securejoin's limit that umoci
+	// and containerd apply, and more than 40 in lookups afterwards, as
+	// Linux's path resolution.
 	ErrSymlinkLoop = errors.New("overlay: too many levels of symbolic links")
 	// ErrUnsupportedType: a typeflag no unpacker can create.
 	ErrUnsupportedType = errors.New("overlay: unsupported entry type")
@@ -137,12 +139,31 @@ func (t *Tree) Node(id uint64) *Node {
 // HasXattrs reports whether any node carries an xattr.
 func (t *Tree) HasXattrs() bool { return t.hasXattrs }
 
-// Resolve walks path from the root. Symlinks met before the last
-// component are followed inside the tree (".." at the root stays at the
-// root, absolute targets start at the root), as the unpackers do; the
-// last component is never followed. "", "." and "/" name the root.
+// maxLookupSymlinks is Linux's MAXSYMLINKS: path_resolution(7) gives up
+// with ELOOP after 40 symlinks on one lookup, and so do lookups in the
+// merged tree. Merge itself allows securejoin's 255 (maxSymlinks).
+const maxLookupSymlinks = 40
+
+// Resolve walks name from the root like lstat(2): symlinks before the
+// last component are followed inside the tree ("..", at the root, stays
+// at the root; absolute targets start at the root), the last component
+// is never followed. "", "." and "/" name the root.
 func (t *Tree) Resolve(name string) (*Node, error) {
-	stack := []*Node{t.Root()}
+	n, _, err := t.ResolvePath(name, false)
+	return n, err
+}
+
+// ResolvePath walks name like Resolve and also returns the node's place
+// in the tree ("." or "a/b", every symlink followed). With follow set,
+// or a trailing slash, a symlink in the last component is followed too,
+// as stat(2) does. Nothing ever resolves outside the tree.
+func (t *Tree) ResolvePath(name string, follow bool) (*Node, string, error) {
+	type frame struct {
+		node *Node
+		name string
+	}
+	stack := []frame{{node: t.Root(), name: "."}}
+	follow = follow || strings.HasSuffix(name, "/")
 	rest := strings.TrimLeft(name, "/")
 	links := 0
 	for rest != "" {
@@ -158,18 +179,18 @@ func (t *Tree) Resolve(name string) (*Node, error) {
 			}
 			continue
 		}
-		cur := stack[len(stack)-1]
+		cur := stack[len(stack)-1].node
 		if !cur.IsDir() {
-			return nil, fmt.Errorf("resolve %q: %w", name, ErrNotDir)
+			return nil, "", fmt.Errorf("resolve %q: %w", name, ErrNotDir)
 		}
 		n := t.Lookup(cur, comp)
 		if n == nil {
-			return nil, fmt.Errorf("resolve %q: %w", name, ErrNotExist)
+			return nil, "", fmt.Errorf("resolve %q: %w", name, ErrNotExist)
 		}
-		if n.Entry.Type == typeSymlink && rest != "" {
+		if n.Entry.Type == typeSymlink && (rest != "" || follow) {
 			links++
-			if links > maxSymlinks {
-				return nil, fmt.Errorf("resolve %q: %w", name, ErrSymlinkLoop)
+			if links > maxLookupSymlinks {
+				return nil, "", fmt.Errorf("resolve %q: %w", name, ErrSymlinkLoop)
 			}
 			target := n.Entry.Linkname
 			if strings.HasPrefix(target, "/") {
@@ -178,9 +199,17 @@ func (t *Tree) Resolve(name string) (*Node, error) {
 			rest = target + "/" + rest
 			continue
 		}
-		stack = append(stack, n)
+		stack = append(stack, frame{node: n, name: comp})
 	}
-	return stack[len(stack)-1], nil
+	names := make([]string, 0, len(stack)-1)
+	for _, f := range stack[1:] {
+		names = append(names, f.name)
+	}
+	p := strings.Join(names, "/")
+	if p == "" {
+		p = "."
+	}
+	return stack[len(stack)-1].node, p, nil
 }
 
 // Walk calls fn for every name in the tree in depth-first order, children
