@@ -340,20 +340,3 @@ func TestMarkerJSON(t *testing.T) {
 		t.Errorf("writable mounts = %+v, want %+v", m.Mounts, wantMounts)
 	}
 }
-
-func TestParseMountinfo(t *testing.T) {
-	data := []byte(`22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
-36 22 0:31 / /tmp/with\040space rw - tmpfs tmpfs rw
-37 22 0:32 / /tmp/back\134slash\011tab rw - tmpfs tmpfs rw
-38 22 0:33 / /tmp/bad\9escape rw - tmpfs tmpfs rw
-short line
-`)
-	got, err := parseMountinfo(data)
-	if err != nil {
-		t.Fatalf("parseMountinfo: %v", err)
-	}
-	want := []string{"/", "/tmp/with space", "/tmp/back\\slash\ttab", `/tmp/bad\9escape`}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("parseMountinfo = %q, want %q", got, want)
-	}
-}

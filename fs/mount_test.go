@@ -1,9 +1,9 @@
 package fs_test
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
+	"github.com/moby/sys/mountinfo"
 	iofs "io/fs"
 	"log/slog"
 	"math/rand/v2"
@@ -27,28 +27,15 @@ import (
 // mount options, filesystem type, source and superblock options.
 func mountInfo(t *testing.T, dir string) (opts, fstype, source, superOpts string) {
 	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
 	if err != nil {
-		t.Fatalf("open mountinfo: %v", err)
+		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if len(a) < 6 || len(b) < 3 || a[4] != dir {
-			continue
-		}
-		opts, fstype, source, superOpts = a[5], b[0], b[1], b[2]
+	if len(mounts) == 0 {
+		t.Fatalf("%q is not in the mount table", dir)
 	}
-	if fstype == "" {
-		t.Fatalf("%q is not in /proc/self/mountinfo", dir)
-	}
-	return opts, fstype, source, superOpts
+	m := mounts[0]
+	return m.Options, m.FSType, m.Source, m.VFSOptions
 }
 
 func hasOpt(list, opt string) bool {

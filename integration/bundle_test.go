@@ -1,10 +1,10 @@
 package integration
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/moby/sys/mountinfo"
 	iofs "io/fs"
 	"os"
 	"os/exec"
@@ -185,24 +185,15 @@ func requireBundleHost(t *testing.T) string {
 // bundleMountsUnder lists the mount points at or below dir.
 func bundleMountsUnder(t *testing.T, dir string) []string {
 	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
-		t.Fatalf("read mount table: %v", err)
+		t.Fatal(err)
 	}
-	defer f.Close()
-	var under []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		p := strings.ReplaceAll(fields[4], `\040`, " ")
-		if p == dir || strings.HasPrefix(p, dir+"/") {
-			under = append(under, p)
-		}
+	var points []string
+	for _, m := range mounts {
+		points = append(points, m.Mountpoint)
 	}
-	return under
+	return points
 }
 
 // bundleBlobSums maps each blob of layout to the sha256 of its bytes.

@@ -1,11 +1,11 @@
 package integration
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/moby/sys/mountinfo"
 	"io"
 	iofs "io/fs"
 	"os"
@@ -81,20 +81,14 @@ func isMountPoint(t *testing.T, dir string) bool {
 
 func mountOf(t *testing.T, dir string) (fstype, source string, ok bool) {
 	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
 	if err != nil {
-		t.Fatalf("open mountinfo: %v", err)
+		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		pre, post, cut := strings.Cut(sc.Text(), " - ")
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if cut && len(a) >= 5 && len(b) >= 2 && a[4] == dir {
-			fstype, source, ok = b[0], b[1], true
-		}
+	if len(mounts) == 0 {
+		return "", "", false
 	}
-	return fstype, source, ok
+	return mounts[0].FSType, mounts[0].Source, true
 }
 
 // waitFor polls cond for up to d.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/moby/sys/mountinfo"
 	iofs "io/fs"
 	"math/rand/v2"
 	"os"
@@ -292,18 +293,14 @@ func TestMountCLI(t *testing.T) {
 // mountOptions returns the per-mount options of dir in mountinfo.
 func mountOptions(t *testing.T, dir string) []string {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 5 && f[4] == dir {
-			return strings.Split(f[5], ",")
-		}
+	if len(mounts) == 0 {
+		t.Fatalf("%s not mounted", dir)
 	}
-	t.Fatalf("%s not mounted", dir)
-	return nil
+	return strings.Split(mounts[0].Options, ",")
 }
 
 // TestMountFailures runs each way mount can fail: a clear message, a

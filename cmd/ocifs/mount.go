@@ -180,7 +180,7 @@ func checkMountPoint(dir string) error {
 	if m, ok, err := findMount(dir); err != nil {
 		return err
 	} else if ok {
-		return fmt.Errorf("mount point %q: already a mount point (%s from %q); unmount it first", dir, m.fstype, m.source)
+		return fmt.Errorf("mount point %q: already a mount point (%s from %q); unmount it first", dir, m.FSType, m.Source)
 	}
 	return nil
 }

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
+	"github.com/moby/sys/mountinfo"
 	iofs "io/fs"
 	"os"
 	"os/exec"
@@ -58,15 +58,15 @@ func runUmount(dir string, lazy bool) error {
 		}
 		return fmt.Errorf("umount %q: not mounted", dir)
 	}
-	if m.fstype != "fuse."+fs.DefaultName {
-		return fmt.Errorf("umount %q: a %s mount, not ocifs; use umount(8)", dir, m.fstype)
+	if m.FSType != "fuse."+fs.DefaultName {
+		return fmt.Errorf("umount %q: a %s mount, not ocifs; use umount(8)", dir, m.FSType)
 	}
-	if _, err := os.Stat(m.dir); errors.Is(err, syscall.ENOTCONN) {
+	if _, err := os.Stat(m.Mountpoint); errors.Is(err, syscall.ENOTCONN) {
 		// The daemon is gone (killed, crashed): nothing will answer
 		// the kernel, so only a lazy unmount is sure not to block.
 		lazy = true
 	}
-	return unmount(m.dir, lazy)
+	return unmount(m.Mountpoint, lazy)
 }
 
 // unmount unmounts dir: with umount2(2) as root, else fusermount3 -u;
@@ -106,16 +106,9 @@ func unmount(dir string, lazy bool) error {
 	return nil
 }
 
-// mountEntry is one line of /proc/self/mountinfo.
-type mountEntry struct {
-	dir    string // the mount point
-	fstype string // e.g. "fuse.ocifs"
-	source string // e.g. the image reference
-}
-
-// findMount reports whether dir (absolute) is a mount point, and what
-// is mounted there (the last, topmost mount).
-func findMount(dir string) (mountEntry, bool, error) {
+// findMount reports what is mounted at dir (absolute), the topmost
+// mount if several are.
+func findMount(dir string) (*mountinfo.Info, bool, error) {
 	// Compare real paths: /proc shows mount points with symlinks
 	// resolved. Resolve the parent only, since the mount point itself
 	// may be a dead FUSE mount that cannot be stat'ed.
@@ -123,50 +116,11 @@ func findMount(dir string) (mountEntry, bool, error) {
 	if parent, err := filepath.EvalSymlinks(filepath.Dir(dir)); err == nil {
 		want = filepath.Join(parent, filepath.Base(dir))
 	}
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return mountEntry{}, false, fmt.Errorf("read mount table: %w", err)
+	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Mountpoint != want, false
+	})
+	if err != nil || len(mounts) == 0 {
+		return nil, false, err
 	}
-	defer f.Close()
-	var found mountEntry
-	ok := false
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw
-		// (proc(5)); optional fields end at the lone "-".
-		pre, post, cut := strings.Cut(sc.Text(), " - ")
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if !cut || len(a) < 5 || len(b) < 2 {
-			continue
-		}
-		if unescapeMountinfo(a[4]) == want {
-			found = mountEntry{dir: want, fstype: b[0], source: unescapeMountinfo(b[1])}
-			ok = true
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return mountEntry{}, false, fmt.Errorf("read mount table: %w", err)
-	}
-	return found, ok, nil
+	return mounts[len(mounts)-1], true, nil
 }
-
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for space,
-// \011 tab, \012 newline, \134 backslash).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return '0' <= c && c <= '7' }
