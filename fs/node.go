@@ -241,11 +241,17 @@ func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
 	return 0
 }
 
+// maxNameLen is NAME_MAX, the longest name the kernel looks up.
+const maxNameLen = 255
+
 var _ = (fusefs.NodeReaddirer)((*node)(nil))
 
 // Readdir lists the directory from the merged tree, "." and ".."
 // first as real filesystems do. The kernel fills in attributes with
-// READDIRPLUS, which go-fuse answers through Lookup.
+// READDIRPLUS, which go-fuse answers through Lookup. Names longer than
+// NAME_MAX (255 bytes) are left out: the kernel refuses to look them
+// up, and one longer than FUSE_NAME_MAX (1024) would make it fail the
+// whole listing with EIO.
 func (n *node) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
 	if !n.isDir() {
 		return nil, syscall.ENOTDIR
@@ -260,6 +266,9 @@ func (n *node) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
 		fuse.DirEntry{Name: ".", Ino: n.n.ID, Mode: syscall.S_IFDIR},
 		fuse.DirEntry{Name: "..", Ino: parent, Mode: syscall.S_IFDIR})
 	for _, c := range children {
+		if len(c.Name) > maxNameLen {
+			continue
+		}
 		list = append(list, fuse.DirEntry{Name: c.Name, Ino: c.Node.ID, Mode: fileType(c.Node.Entry)})
 	}
 	return fusefs.NewListDirStream(list), 0

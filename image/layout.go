@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -95,7 +96,7 @@ func (l *Layout) OpenBlob(desc ocispec.Descriptor) (*Blob, error) {
 		return nil, fmt.Errorf("open blob %q: %w", desc.Digest, err)
 	}
 	path := l.blobPath(desc.Digest)
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if errors.Is(err, iofs.ErrNotExist) {
 		err = ErrBlobNotFound
 		if len(desc.URLs) > 0 {
@@ -110,8 +111,6 @@ func (l *Layout) OpenBlob(desc ocispec.Descriptor) (*Blob, error) {
 	switch {
 	case err != nil:
 		err = fmt.Errorf("open blob %q: %w", desc.Digest, err)
-	case !fi.Mode().IsRegular():
-		err = fmt.Errorf("open blob %q: %q is not a regular file", desc.Digest, path)
 	case fi.Size() != desc.Size:
 		err = fmt.Errorf("open blob %q: %w: %q has %d bytes, descriptor says %d",
 			desc.Digest, ErrBlobSize, path, fi.Size(), desc.Size)
@@ -159,11 +158,41 @@ func (l *Layout) readJSON(what string, desc ocispec.Descriptor, v any) error {
 	return nil
 }
 
-// decodeFile decodes the JSON file at path into v; errors name path.
+// openRegular opens path for reading if it is a regular file (after
+// symlinks). O_NONBLOCK keeps open(2) from waiting for a writer if a
+// hostile layout put a FIFO there; the check is on the opened file, so
+// nothing can swap the path in between. O_NONBLOCK changes nothing for
+// reads of a regular file.
+func openRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("open %q: %w: not a regular file", path, ErrInvalid)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// decodeFile decodes the JSON file at path, a regular file of at most
+// maxJSONBlob bytes, into v; errors name path.
 func decodeFile(path string, v any) error {
-	data, err := os.ReadFile(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxJSONBlob+1))
+	if err != nil {
+		return fmt.Errorf("read %q: %w", path, err)
+	}
+	if len(data) > maxJSONBlob {
+		return fmt.Errorf("read %q: %w: more than the %d bytes allowed", path, ErrInvalid, maxJSONBlob)
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("decode %q: %w", path, err)

@@ -104,7 +104,7 @@ func TestBadInput(t *testing.T) {
 func TestCorruptBlobAtRead(t *testing.T) {
 	raw := smallLayer(t)
 	want := readTar(t, raw)
-	for _, c := range []Compression{Gzip, Zstd} {
+	for _, c := range []Compression{Uncompressed, Gzip, Zstd} {
 		t.Run(c.String(), func(t *testing.T) {
 			blob := compress(rngFor(t), raw, c, 1)
 			ix := mustBuild(t, blob, c, BuildOptions{Span: 64 << 10})
@@ -222,8 +222,8 @@ func TestDecodeErrors(t *testing.T) {
 	if err != nil {
 		t.Fatalf("MarshalBinary: %v", err)
 	}
-	v2 := append([]byte(nil), b...)
-	v2[len(indexMagic)] = 2
+	future := append([]byte(nil), b...)
+	future[len(indexMagic)] = FormatVersion + 1
 	vectors := []struct {
 		name string
 		b    []byte
@@ -231,7 +231,7 @@ func TestDecodeErrors(t *testing.T) {
 	}{
 		{"empty", nil, ErrCorrupt},
 		{"bad magic", append([]byte("XX"), b[2:]...), ErrCorrupt},
-		{"future version", v2, ErrVersion},
+		{"future version", future, ErrVersion},
 		{"truncated", b[:len(b)-1], ErrCorrupt},
 		{"flipped bit", func() []byte { c := append([]byte(nil), b...); c[40] ^= 4; return c }(), ErrCorrupt},
 	}

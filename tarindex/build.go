@@ -31,6 +31,12 @@ const DefaultSpan = 3 << 20
 // decompressed data.
 const chunkSize = 256 << 10
 
+// plainChunkSize is the unit of the CRC-32C check of plain tar layers.
+// Plain tar is read straight from the blob, so a chunk costs a pread and
+// a CRC, with no decompression to amortise: a smaller unit keeps a cold
+// 4 KiB read cheap (BenchmarkReadPlain) for 4 bytes per 64 KiB of index.
+const plainChunkSize = 64 << 10
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // BuildOptions tunes Build. The zero value works.
@@ -44,6 +50,77 @@ type BuildOptions struct {
 	// Progress, when set, is called with compressed bytes read so far.
 	// It is called from Build's goroutine, about once per MiB.
 	Progress func(n int64)
+	// Limits bound what one layer may make Build keep in memory; the
+	// zero value picks the defaults documented on Limits.
+	Limits Limits
+}
+
+// Limits bound the index of one layer, so that a hostile layer (a tar
+// bomb of millions of empty entries, names or xattrs of megabytes) makes
+// Build fail with an error wrapping ErrLimit instead of exhausting
+// memory. Memory stays proportional to the entries below the limits:
+// about 150 bytes per entry plus its names, xattrs and sparse map. Zero
+// fields pick the defaults; docs/security.md explains each.
+type Limits struct {
+	// MaxEntries bounds the tar entries of a layer; default
+	// DefaultMaxEntries.
+	MaxEntries int
+	// MaxNameBytes bounds an entry's cleaned name and link target;
+	// default DefaultMaxNameBytes.
+	MaxNameBytes int
+	// MaxXattrBytes bounds the keys plus values of one entry's xattrs;
+	// default DefaultMaxXattrBytes.
+	MaxXattrBytes int
+	// MaxIndexBytes bounds the estimated memory of all entries of the
+	// layer (fixed part, names, link targets, xattrs, sparse maps);
+	// default DefaultMaxIndexBytes.
+	MaxIndexBytes int64
+}
+
+// Default limits. The largest layers of common images hold a few
+// hundred thousand entries (a TeX or node_modules layer); ten times that
+// still indexes in well under a gigabyte.
+const (
+	DefaultMaxEntries    = 2_000_000
+	DefaultMaxNameBytes  = 4096 // PATH_MAX: what open(2) and symlink(2) accept
+	DefaultMaxXattrBytes = 1 << 20
+	DefaultMaxIndexBytes = 1 << 30
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxEntries <= 0 {
+		l.MaxEntries = DefaultMaxEntries
+	}
+	if l.MaxNameBytes <= 0 {
+		l.MaxNameBytes = DefaultMaxNameBytes
+	}
+	if l.MaxXattrBytes <= 0 {
+		l.MaxXattrBytes = DefaultMaxXattrBytes
+	}
+	if l.MaxIndexBytes <= 0 {
+		l.MaxIndexBytes = DefaultMaxIndexBytes
+	}
+	return l
+}
+
+// entryOverhead estimates an Entry's fixed memory: the struct, its slot
+// in a grown slice and its name's share of the string headers.
+const entryOverhead = 160
+
+// check returns an error wrapping ErrLimit if e breaks a per-entry
+// limit, and e's estimated memory.
+func (l Limits) check(e *Entry) (int64, error) {
+	if len(e.Name) > l.MaxNameBytes || len(e.Linkname) > l.MaxNameBytes {
+		return 0, fmt.Errorf("name or link target of %d bytes, limit %d: %w", max(len(e.Name), len(e.Linkname)), l.MaxNameBytes, ErrLimit)
+	}
+	x := 0
+	for _, kv := range e.Xattrs {
+		x += len(kv.Key) + len(kv.Value)
+	}
+	if x > l.MaxXattrBytes {
+		return 0, fmt.Errorf("xattrs of %d bytes, limit %d: %w", x, l.MaxXattrBytes, ErrLimit)
+	}
+	return entryOverhead + int64(len(e.Name)+len(e.Linkname)+x+40*len(e.Xattrs)+16*len(e.Sparse)), nil
 }
 
 // Build reads the blob once, sequentially, and indexes it. It verifies
@@ -65,6 +142,16 @@ func build(ctx context.Context, blob io.ReaderAt, desc ocispec.Descriptor, opts 
 	// up downstream as a decoding error; report the cause instead.
 	if err != nil && cr != nil && cr.err != nil {
 		return nil, cr.err
+	}
+	// A blob that fails to decode because it is not the blob the
+	// descriptor names (damaged, or swapped) should say so: finish
+	// hashing it, and report the mismatch rather than its symptom.
+	if err != nil && cr != nil && !errors.Is(err, ErrDigestMismatch) {
+		if _, cerr := io.Copy(io.Discard, cr); cerr == nil && cr.n == desc.Size {
+			if got := digest.NewDigest(desc.Digest.Algorithm(), cr.h); got != desc.Digest {
+				return nil, fmt.Errorf("check blob digest: got %s (%v): %w", got, err, ErrDigestMismatch)
+			}
+		}
 	}
 	return ix, err
 }
@@ -101,6 +188,9 @@ func build1(ctx context.Context, blob io.ReaderAt, desc ocispec.Descriptor, opts
 		span:        span,
 		chunkSize:   chunkSize,
 	}
+	if comp == Uncompressed {
+		ix.chunkSize = plainChunkSize
+	}
 
 	// Compressed side: blob -> counting, hashing reader -> big bufio.
 	cr := &blobCounter{
@@ -114,7 +204,7 @@ func build1(ctx context.Context, blob io.ReaderAt, desc ocispec.Descriptor, opts
 	br := bufio.NewReaderSize(cr, 1<<20)
 	pos := func() int64 { return cr.n - int64(br.Buffered()) }
 
-	uc := &streamCounter{h: diffAlg.Hash(), chunk: chunkSize}
+	uc := &streamCounter{h: diffAlg.Hash(), chunk: ix.chunkSize}
 	var stream io.Reader
 	var wins windowWriter
 	var werr error // from compressing a window inside the inflate callback
@@ -169,7 +259,7 @@ func build1(ctx context.Context, blob io.ReaderAt, desc ocispec.Descriptor, opts
 	}
 	uc.r = stream
 
-	if err := scanTar(uc, ix); err != nil {
+	if err := scanTar(uc, ix, opts.Limits.withDefaults()); err != nil {
 		return nil, err
 	}
 	if werr != nil {
@@ -204,7 +294,7 @@ func build1(ctx context.Context, blob io.ReaderAt, desc ocispec.Descriptor, opts
 	ix.chunkCRC = uc.crcs
 	ix.windows = wins.buf
 	if comp == Uncompressed {
-		ix.points, ix.chunkCRC = nil, nil
+		ix.points = nil
 	}
 	if n := ix.computeChunkBase(); n != len(ix.chunkCRC) {
 		return nil, fmt.Errorf("build index: %d chunk checksums for %d chunks (internal error)", len(ix.chunkCRC), n)
@@ -348,10 +438,12 @@ func (c *streamCounter) finish() {
 // are bounded the same way.
 const maxCapture = 4 << 20
 
-// scanTar parses the tar stream and appends its entries to ix.
-func scanTar(uc *streamCounter, ix *Index) error {
+// scanTar parses the tar stream and appends its entries to ix, within
+// lim.
+func scanTar(uc *streamCounter, ix *Index, lim Limits) error {
 	tr := tar.NewReader(uc)
 	var next int64 // where the next header starts, if the tar is well formed
+	var mem int64  // estimated memory of ix.Entries
 	for {
 		uc.capturing, uc.capFrom, uc.capture = true, next, uc.capture[:0]
 		hdr, err := tr.Next()
@@ -374,15 +466,34 @@ func scanTar(uc *streamCounter, ix *Index) error {
 		}
 		e, phys, err := makeEntry(hdr, uc.capture)
 		if err != nil {
-			return fmt.Errorf("read tar entry %q: %w", hdr.Name, err)
+			return fmt.Errorf("read tar entry %q: %w", truncName(hdr.Name), err)
 		}
 		e.Offset = uc.n
+		n, err := lim.check(&e)
+		if err != nil {
+			return fmt.Errorf("read tar entry %q: %w", truncName(e.Name), err)
+		}
+		if mem += n; mem > lim.MaxIndexBytes {
+			return fmt.Errorf("read tar entry %d: entries need about %d bytes of memory, limit %d: %w", len(ix.Entries)+1, mem, lim.MaxIndexBytes, ErrLimit)
+		}
+		if len(ix.Entries) >= lim.MaxEntries {
+			return fmt.Errorf("read tar entry %d: more than %d entries: %w", len(ix.Entries)+1, lim.MaxEntries, ErrLimit)
+		}
 		ix.Entries = append(ix.Entries, e)
 		next = align512(e.Offset + phys)
 	}
 }
 
 func align512(n int64) int64 { return (n + 511) &^ 511 }
+
+// truncName shortens a name for an error message: a hostile name can be
+// a megabyte long.
+func truncName(s string) string {
+	if len(s) <= 256 {
+		return s
+	}
+	return s[:256] + "…"
+}
 
 // makeEntry converts a header to an Entry and returns the physical size
 // of its data in the stream.

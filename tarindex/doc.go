@@ -15,7 +15,8 @@
 //
 // A Reader serves an entry's bytes: it finds the access point with a
 // binary search, decompresses from it only as far as needed, checks each
-// decompressed chunk against the CRC-32C recorded at build time, and
+// decompressed chunk (each 64 KiB of a plain tar blob) against the
+// CRC-32C recorded at build time, and
 // keeps a bounded LRU of decompressed chunks plus a few live decoders so
 // sequential reads continue instead of restarting.
 //
@@ -29,7 +30,8 @@
 // # Errors
 //
 // Malformed layers fail with errors that wrap ErrMalformed (or
-// ErrDigestMismatch, ErrDiffIDMismatch, ErrMediaType); a damaged index
+// ErrDigestMismatch, ErrDiffIDMismatch, ErrMediaType), layers over the
+// BuildOptions.Limits with ErrLimit; a damaged index
 // encoding fails with ErrCorrupt or ErrVersion. A Cache never trusts a
 // file that fails these checks: it rebuilds it.
 package tarindex

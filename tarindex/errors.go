@@ -20,6 +20,9 @@ var (
 	// ErrCorrupt reports an index encoding that fails its checksum or
 	// does not parse.
 	ErrCorrupt = errors.New("tarindex: corrupt index")
+	// ErrLimit reports a layer that exceeds one of the Limits Build
+	// enforces (entries, name length, xattr bytes, index memory).
+	ErrLimit = errors.New("tarindex: layer exceeds a limit")
 	// ErrVersion reports an index encoding of a format version this
 	// package does not read.
 	ErrVersion = errors.New("tarindex: unsupported index version")

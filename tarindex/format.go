@@ -16,7 +16,7 @@ const (
 	indexMagic = "OCIFSIDX"
 	// FormatVersion is the version of the index encoding written by
 	// MarshalBinary and read by Decode.
-	FormatVersion = 1
+	FormatVersion = 2
 )
 
 // entry flags: rare fields are present only when their bit is set.
@@ -195,7 +195,7 @@ func decode(b []byte) (*Index, error) {
 	if ix.Digest.Validate() != nil || ix.DiffID.Validate() != nil {
 		return nil, fmt.Errorf("bad digest: %w", ErrCorrupt)
 	}
-	if ix.compression != Uncompressed && (ix.chunkSize < 4<<10 || ix.chunkSize > 64<<20) {
+	if ix.chunkSize < 4<<10 || ix.chunkSize > 64<<20 || ix.TarSize > math.MaxInt64-ix.chunkSize {
 		return nil, fmt.Errorf("chunk size %d: %w", ix.chunkSize, ErrCorrupt)
 	}
 
@@ -336,10 +336,8 @@ func decode(b []byte) (*Index, error) {
 	if len(d.b) != 0 {
 		return nil, fmt.Errorf("%d trailing bytes: %w", len(d.b), ErrCorrupt)
 	}
-	if ix.compression != Uncompressed {
-		if want := ix.computeChunkBase(); want != nc {
-			return nil, fmt.Errorf("%d chunk checksums for %d chunks: %w", nc, want, ErrCorrupt)
-		}
+	if want := ix.computeChunkBase(); want != nc {
+		return nil, fmt.Errorf("%d chunk checksums for %d chunks: %w", nc, want, ErrCorrupt)
 	}
 	return ix, nil
 }

@@ -3,8 +3,11 @@ package tarindex
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"reflect"
+	"runtime"
 	"testing"
+	"time"
 )
 
 // Seeds live in testdata/fuzz/FuzzDecode and testdata/fuzz/FuzzScan
@@ -47,6 +50,7 @@ func FuzzScan(f *testing.F) {
 	f.Add(raw, false)
 	f.Add(compress(rngFor(f), raw, Gzip, 2), true)
 	f.Fuzz(func(t *testing.T, b []byte, gz bool) {
+		defer watchdog(10 * time.Second)()
 		c := Uncompressed
 		if gz {
 			c = Gzip
@@ -65,4 +69,16 @@ func FuzzScan(f *testing.F) {
 			rd.ReadAt(e, buf, 0)
 		}
 	})
+}
+
+// watchdog panics with every goroutine's stack if the returned stop is
+// not called within d: go test -fuzz has no per-input timeout, and a
+// hung worker is reported without its stack (or, while minimizing,
+// without a usable input). A panic is a crash the fuzzer records.
+func watchdog(d time.Duration) (stop func()) {
+	tm := time.AfterFunc(d, func() {
+		buf := make([]byte, 1<<20)
+		panic(fmt.Sprintf("input took longer than %v:\n%s", d, buf[:runtime.Stack(buf, true)]))
+	})
+	return func() { tm.Stop() }
 }

@@ -84,9 +84,13 @@ func (ix *Index) segmentEnd(i int) int64 {
 }
 
 // computeChunkBase fills chunkBase from points and reports the number of
-// chunks the segments need.
+// chunks the segments need. Plain tar has no access points: its one
+// segment is the whole stream.
 func (ix *Index) computeChunkBase() int {
 	ix.chunkBase = nil
+	if ix.compression == Uncompressed {
+		return int((ix.TarSize + ix.chunkSize - 1) / ix.chunkSize)
+	}
 	if len(ix.points) > 0 {
 		ix.chunkBase = make([]int, len(ix.points))
 	}

@@ -165,14 +165,7 @@ func (r *Reader) read(e *Entry, p []byte, off int64) error {
 // readStream fills p from the uncompressed stream at off.
 func (r *Reader) readStream(p []byte, off int64) error {
 	if r.ix.compression == Uncompressed {
-		n, err := r.blob.ReadAt(p, off)
-		if n == len(p) {
-			return nil
-		}
-		if err == io.EOF {
-			return fmt.Errorf("read blob at offset %d: blob is shorter than the index says: %w", off, ErrMalformed)
-		}
-		return fmt.Errorf("read blob at offset %d: %w", off, err)
+		return r.readPlain(p, off)
 	}
 	pts := r.ix.points
 	for len(p) > 0 {
@@ -191,6 +184,47 @@ func (r *Reader) readStream(p []byte, off int64) error {
 	}
 	return nil
 }
+
+// readPlain fills p from a plain tar blob at off. It reads whole chunks
+// and checks each against the CRC-32C recorded at build time, like the
+// compressed path, so a blob truncated or rewritten after indexing (or
+// between mounts, when the index comes from the cache) gives an error,
+// never its new bytes. Chunks are not kept: there is nothing to
+// decompress, the kernel's page cache keeps what was read, and a fresh
+// 64 KiB buffer per read would cost more in page faults than the read
+// (BenchmarkReadPlain measures the check).
+func (r *Reader) readPlain(p []byte, off int64) error {
+	ix := r.ix
+	cs := ix.chunkSize
+	bp := plainBufs.Get().(*[]byte)
+	defer plainBufs.Put(bp)
+	for len(p) > 0 {
+		k := off / cs
+		if k >= int64(len(ix.chunkCRC)) || cs > int64(cap(*bp)) {
+			return fmt.Errorf("chunk %d of %d (%d bytes): %w", k, len(ix.chunkCRC), cs, ErrCorrupt)
+		}
+		start := k * cs
+		buf := (*bp)[:min(cs, ix.TarSize-start)]
+		n, err := r.blob.ReadAt(buf, start)
+		if n < len(buf) {
+			if err == nil || err == io.EOF {
+				return fmt.Errorf("read blob at offset %d: blob is shorter than the index says: %w", start+int64(n), ErrMalformed)
+			}
+			return fmt.Errorf("read blob at offset %d: %w", start, err)
+		}
+		if got, sum := crc32.Checksum(buf, castagnoli), ix.chunkCRC[k]; got != sum {
+			return fmt.Errorf("read blob at offset %d: CRC-32C %08x, index says %08x: %w", start, got, sum, ErrMalformed)
+		}
+		n = copy(p, buf[off-start:])
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+// plainBufs holds chunk buffers for readPlain. Decode accepts chunk
+// sizes up to 64 MiB; plain tar indexes Build writes use plainChunkSize,
+// and readPlain refuses larger ones rather than allocate.
+var plainBufs = sync.Pool{New: func() any { b := make([]byte, plainChunkSize); return &b }}
 
 func (r *Reader) lookup(key chunkKey) []byte {
 	r.mu.Lock()
