@@ -30,6 +30,17 @@ type Options struct {
 	Parallel int
 }
 
+// The decompressed chunks the layers' readers keep are bounded by
+// cacheBytes in all, split evenly, but at least minLayerCacheBytes per
+// layer so that a few sequential readers per layer still find the
+// chunks they just decoded. The kernel's page cache keeps file data
+// across opens anyway; this cache only saves decoding the rest of a
+// chunk for the next read.
+const (
+	cacheBytes         = 32 << 20
+	minLayerCacheBytes = 4 << 20
+)
+
 // RootFS is an opened image. It is safe for concurrent use.
 type RootFS struct {
 	Image   *image.Image
@@ -81,9 +92,10 @@ func OpenImage(ctx context.Context, img *image.Image, opts Options) (_ *RootFS, 
 	}
 
 	merge := make([]overlay.Layer, len(layers))
+	ro := tarindex.ReaderOptions{CacheBytes: max(cacheBytes/int64(len(layers)+1), minLayerCacheBytes)}
 	for i, ix := range r.Indexes {
 		merge[i] = overlay.Layer{Name: layers[i].Descriptor.Digest.String(), Entries: ix.Entries}
-		r.readers[i] = tarindex.NewReader(ix, r.blobs[i], tarindex.ReaderOptions{})
+		r.readers[i] = tarindex.NewReader(ix, r.blobs[i], ro)
 	}
 	if r.Tree, err = overlay.Merge(merge, overlay.Options{Logger: logger}); err != nil {
 		return nil, fmt.Errorf("merge layers of %s: %w", img.Ref, err)

@@ -56,13 +56,21 @@ type Reader struct {
 	// misses in one segment wait for one decoder rather than each
 	// starting their own.
 	stripes [32]sync.Mutex
+
+	// bufs recycles chunk buffers: a fresh 256 KiB buffer per chunk
+	// costs more in page faults and garbage than decoding it.
+	bufs sync.Pool
 }
 
 type chunkKey struct{ seg, k int }
 
+// cachedChunk is a decompressed chunk. Its buffer is recycled once it
+// has left the LRU and no reader is still copying from it.
 type cachedChunk struct {
-	key  chunkKey
-	data []byte
+	key     chunkKey
+	data    []byte
+	refs    int  // readers copying from data; guarded by Reader.mu
+	evicted bool // not in the LRU (or never was); guarded by Reader.mu
 }
 
 // liveDecoder is a decompressor positioned at pos, on a chunk boundary
@@ -174,12 +182,13 @@ func (r *Reader) readStream(p []byte, off int64) error {
 			return fmt.Errorf("no access point before offset %d: %w", off, ErrCorrupt)
 		}
 		k := int((off - pts[seg].U) / r.ix.chunkSize)
-		data, err := r.chunk(seg, k)
+		c, err := r.chunk(seg, k)
 		if err != nil {
 			return err
 		}
 		start := pts[seg].U + int64(k)*r.ix.chunkSize
-		n := copy(p, data[off-start:])
+		n := copy(p, c.data[off-start:])
+		r.release(c)
 		p, off = p[n:], off+int64(n)
 	}
 	return nil
@@ -226,42 +235,79 @@ func (r *Reader) readPlain(p []byte, off int64) error {
 // and readPlain refuses larger ones rather than allocate.
 var plainBufs = sync.Pool{New: func() any { b := make([]byte, plainChunkSize); return &b }}
 
-func (r *Reader) lookup(key chunkKey) []byte {
+// lookup returns the cached chunk key, referenced: the caller must
+// release it.
+func (r *Reader) lookup(key chunkKey) *cachedChunk {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if el, ok := r.chunks[key]; ok {
 		r.lru.MoveToFront(el)
-		return el.Value.(*cachedChunk).data
+		c := el.Value.(*cachedChunk)
+		c.refs++
+		return c
 	}
 	return nil
 }
 
-func (r *Reader) insert(key chunkKey, data []byte) {
+// release drops a reference taken by lookup or chunk.
+func (r *Reader) release(c *cachedChunk) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.chunks[key]; ok {
-		return
-	}
-	r.chunks[key] = r.lru.PushFront(&cachedChunk{key: key, data: data})
-	r.bytes += int64(len(data))
-	for r.bytes > r.limit && r.lru.Len() > 1 {
-		c := r.lru.Remove(r.lru.Back()).(*cachedChunk)
-		delete(r.chunks, c.key)
-		r.bytes -= int64(len(c.data))
+	c.refs--
+	r.recycle(c)
+}
+
+// recycle returns c's buffer to the pool if nothing uses it any more.
+// r.mu must be held.
+func (r *Reader) recycle(c *cachedChunk) {
+	if c.evicted && c.refs == 0 && c.data != nil {
+		b := c.data[:cap(c.data)]
+		r.bufs.Put(&b)
+		c.data = nil
 	}
 }
 
-// chunk returns chunk k of segment seg, decoding it if needed.
-func (r *Reader) chunk(seg, k int) ([]byte, error) {
+// newBuf returns a chunk buffer of n bytes, n ≤ the index's chunk size.
+func (r *Reader) newBuf(n int64) []byte {
+	if bp, ok := r.bufs.Get().(*[]byte); ok && int64(cap(*bp)) >= n {
+		return (*bp)[:n]
+	}
+	return make([]byte, n, r.ix.chunkSize)
+}
+
+// insert adds c to the LRU, or marks it evicted if it is there already,
+// and evicts the least recently used chunks beyond the limit.
+func (r *Reader) insert(c *cachedChunk) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.chunks[c.key]; ok {
+		c.evicted = true
+		r.recycle(c)
+		return
+	}
+	r.chunks[c.key] = r.lru.PushFront(c)
+	r.bytes += int64(len(c.data))
+	for r.bytes > r.limit && r.lru.Len() > 1 {
+		old := r.lru.Remove(r.lru.Back()).(*cachedChunk)
+		delete(r.chunks, old.key)
+		r.bytes -= int64(len(old.data))
+		old.evicted = true
+		r.recycle(old)
+	}
+}
+
+// chunk returns chunk k of segment seg, decoding it if needed,
+// referenced: the caller must release it.
+func (r *Reader) chunk(seg, k int) (*cachedChunk, error) {
 	key := chunkKey{seg, k}
-	if d := r.lookup(key); d != nil {
-		return d, nil
+	if c := r.lookup(key); c != nil {
+		return c, nil
 	}
 	st := &r.stripes[seg%len(r.stripes)]
 	st.Lock()
 	defer st.Unlock()
-	if d := r.lookup(key); d != nil {
-		return d, nil
+	if c := r.lookup(key); c != nil {
+		return c, nil
 	}
 	ix := r.ix
 	start := ix.points[seg].U + int64(k)*ix.chunkSize
@@ -272,12 +318,12 @@ func (r *Reader) chunk(seg, k int) ([]byte, error) {
 			return nil, err
 		}
 	}
-	var want []byte
+	var want *cachedChunk
 	for d.pos <= start {
 		segU := ix.points[d.seg].U
 		ck := int((d.pos - segU) / ix.chunkSize)
 		n := min(ix.chunkSize, ix.segmentEnd(d.seg)-d.pos)
-		buf := make([]byte, n)
+		buf := r.newBuf(n)
 		if _, err := io.ReadFull(d.r, buf); err != nil {
 			d.close()
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -289,12 +335,14 @@ func (r *Reader) chunk(seg, k int) ([]byte, error) {
 			d.close()
 			return nil, fmt.Errorf("decompress at offset %d: CRC-32C %08x, index says %08x: %w", d.pos, got, sum, ErrMalformed)
 		}
-		key := chunkKey{d.seg, ck}
-		if key == (chunkKey{seg, k}) {
-			want = buf
+		c := &cachedChunk{key: chunkKey{d.seg, ck}, data: buf}
+		if c.key == key {
+			c.refs, want = 1, c
 		}
-		if start-d.pos <= r.keepBehind {
-			r.insert(key, buf)
+		if c == want || start-d.pos <= r.keepBehind {
+			r.insert(c)
+		} else {
+			r.discard(c)
 		}
 		d.pos += n
 		for d.seg < len(ix.points) && d.pos == ix.segmentEnd(d.seg) {
@@ -307,6 +355,15 @@ func (r *Reader) chunk(seg, k int) ([]byte, error) {
 		d.close()
 	}
 	return want, nil
+}
+
+// discard recycles an unreferenced decoded chunk that goes into no
+// cache.
+func (r *Reader) discard(c *cachedChunk) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c.evicted = true
+	r.recycle(c)
 }
 
 // takeDecoder removes and returns the live decoder furthest along in
