@@ -34,9 +34,10 @@
 // The image cannot change under the mount, so every kernel cache is used
 // as hard as it goes: entries and attributes are valid for a long time
 // (Options.EntryTimeout, Options.AttrTimeout; an hour by default),
-// failed lookups are cached just as long (NegativeTimeout), open files
-// keep their page cache across opens (FOPEN_KEEP_CACHE, and no automatic
-// invalidation on attribute changes that never come), directory listings
+// failed lookups are cached just as long (NegativeTimeout), files keep
+// their page cache across opens (the first read-only open answers
+// ENOSYS, so the kernel stops sending OPEN, RELEASE and, through Flush,
+// FLUSH, and keeps pages as with FOPEN_KEEP_CACHE), directory listings
 // are cached in the page cache (FOPEN_CACHE_DIR) and symlink targets too.
 //
 // Extended attributes are the most expensive FUSE traffic there is: the

@@ -217,6 +217,33 @@ func TestMountOptions(t *testing.T) {
 	}
 }
 
+// TestMountKeepsPageCache reads a file twice, closing it in between:
+// the second read must come from the kernel's page cache, not from
+// Content, because contents never change (see Open).
+func TestMountKeepsPageCache(t *testing.T) {
+	data := bytes.Repeat([]byte("cached "), 10000)
+	tree, c := merge(t, (&layerBuilder{}).file("f", 0o644, data))
+	mnt := mountTree(t, tree, c, fs.MountOptions{})
+	first := 0
+	for i := range 3 {
+		got, err := os.ReadFile(filepath.Join(mnt, "f"))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("ReadFile(f) #%d = %d bytes, %v; want %d bytes", i+1, len(got), err, len(data))
+		}
+		c.mu.Lock()
+		reads := c.reads
+		c.mu.Unlock()
+		switch {
+		case i == 0 && reads == 0:
+			t.Fatalf("the first read did not reach Content")
+		case i == 0:
+			first = reads
+		case reads != first:
+			t.Errorf("read #%d reached Content (%d reads, %d after the first): the page cache was dropped on open", i+1, reads, first)
+		}
+	}
+}
+
 func TestMountReadError(t *testing.T) {
 	tree, c := fixture(t)
 	c.fail = map[string]error{"etc/passwd": errors.New("zstd: corrupt frame")}

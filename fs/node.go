@@ -289,8 +289,13 @@ func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fusefs.FileHand
 
 var _ = (fusefs.NodeOpener)((*node)(nil))
 
-// Open allows reading only. The page cache survives across opens
-// (FOPEN_KEEP_CACHE) because the contents never change.
+// Open allows reading only, and answers a read-only open of a regular
+// file with ENOSYS: the kernel then stops sending OPEN and RELEASE for
+// this mount altogether (FUSE_NO_OPEN_SUPPORT) and opens files itself,
+// keeping their page cache across opens (FOPEN_KEEP_CACHE), which is
+// right for contents that never change. That halves the requests of a
+// tree walk that opens every file. Write opens never reach us again
+// either way: the mount is read-only, and the VFS refuses them.
 func (n *node) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
 		return nil, 0, syscall.EROFS
@@ -300,7 +305,15 @@ func (n *node) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint3
 		// directories go through OpendirHandle.
 		return nil, 0, syscall.EISDIR
 	}
-	return nil, fuse.FOPEN_KEEP_CACHE, 0
+	return nil, 0, syscall.ENOSYS
+}
+
+var _ = (fusefs.NodeFlusher)((*node)(nil))
+
+// Flush answers ENOSYS: nothing is ever written back, and the kernel
+// then stops sending FLUSH on every close(2).
+func (n *node) Flush(ctx context.Context, f fusefs.FileHandle) syscall.Errno {
+	return syscall.ENOSYS
 }
 
 var _ = (fusefs.NodeReader)((*node)(nil))

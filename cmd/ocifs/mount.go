@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -221,6 +222,9 @@ func fusermount() (string, error) {
 
 // serve opens the image, mounts it, calls ready once the mount answers
 // and serves until the mount goes away or a signal asks to unmount.
+// daemonGCPercent is the GOGC of a serving mount; see serve.
+const daemonGCPercent = 50
+
 func serve(ctx context.Context, cfg mountConfig, log *slog.Logger, ready func()) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -236,6 +240,13 @@ func serve(ctx context.Context, cfg mountConfig, log *slog.Logger, ready func())
 	server, err := fs.Mount(cfg.dir, img.Tree, img, cfg.fs)
 	if err != nil {
 		return err
+	}
+	if os.Getenv("GOGC") == "" {
+		// A mount daemon lives long with a steady live heap (indexes,
+		// merged tree, go-fuse nodes) and makes garbage only of
+		// request buffers: collecting at +50% instead of +100% keeps
+		// its resident size near what it really uses.
+		debug.SetGCPercent(daemonGCPercent)
 	}
 	done := make(chan struct{})
 	go func() {
