@@ -151,6 +151,8 @@ func BenchmarkDecode100k(b *testing.B) {
 		ix.Entries = append(ix.Entries, e)
 	}
 	ix.TarSize, ix.BlobSize = off+1024, off+1024
+	ix.chunkSize = plainChunkSize
+	ix.chunkCRC = make([]uint32, ix.computeChunkBase())
 	enc, err := ix.MarshalBinary()
 	if err != nil {
 		b.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"unsafe"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -44,6 +45,11 @@ func (ix *Index) MarshalBinary() ([]byte, error) {
 	}
 
 	b = binary.AppendUvarint(b, uint64(len(ix.Entries)))
+	strBytes := 0
+	for i := range ix.Entries {
+		strBytes += len(ix.Entries[i].Name) + len(ix.Entries[i].Linkname)
+	}
+	b = binary.AppendUvarint(b, uint64(strBytes))
 	var prevName string
 	var prevMtime, next int64
 	for i := range ix.Entries {
@@ -159,8 +165,8 @@ func commonPrefix(a, b string) int {
 
 // Decode parses an encoding made by MarshalBinary. It checks the magic,
 // the version (ErrVersion) and the CRC-32C trailer, then every field
-// (ErrCorrupt), so a decoded Index is safe to read with. The Index does
-// not keep b.
+// (ErrCorrupt), so a decoded Index is safe to read with. The Index keeps
+// parts of b (the gzip windows): the caller must not modify b afterwards.
 func Decode(b []byte) (*Index, error) {
 	ix, err := decode(b)
 	if err != nil {
@@ -201,9 +207,12 @@ func decode(b []byte) (*Index, error) {
 
 	n := d.count(8) // an entry takes at least 8 bytes
 	ix.Entries = make([]Entry, n)
-	type strRef struct{ nameOff, nameLen, linkOff, linkLen int }
-	refs := make([]strRef, n)
-	strs := make([]byte, 0, 24*n)
+	// Names and link targets live in one array, allocated once at the
+	// size the encoder recorded; each string points into it. The array
+	// is only ever appended to, so even if a damaged count made it grow
+	// the strings made so far stay valid.
+	strBytes := d.uvarint()
+	strs := make([]byte, 0, min(strBytes, 8*uint64(len(b))))
 	var prevOff, prevLen int
 	var prevMtime, next int64
 	for i := 0; i < n && d.err == nil; i++ {
@@ -220,7 +229,7 @@ func decode(b []byte) (*Index, error) {
 		strs = append(strs, strs[prevOff:prevOff+shared]...)
 		strs = append(strs, suffix...)
 		prevOff, prevLen = off, len(strs)-off
-		refs[i].nameOff, refs[i].nameLen = prevOff, prevLen
+		e.Name = unsafe.String(unsafe.SliceData(strs[off:]), prevLen)
 		mode := d.uvarint()
 		if mode > 0o7777 {
 			d.fail("mode")
@@ -233,8 +242,9 @@ func decode(b []byte) (*Index, error) {
 		e.Offset = next + d.varint()
 		if flags&flagLinkname != 0 {
 			l := d.bytes(int(d.uvarint()))
-			refs[i].linkOff, refs[i].linkLen = len(strs), len(l)
+			off := len(strs)
 			strs = append(strs, l...)
+			e.Linkname = unsafe.String(unsafe.SliceData(strs[off:]), len(l))
 		}
 		if flags&flagDevice != 0 {
 			e.Devmajor, e.Devminor = d.uint32(), d.uint32()
@@ -269,13 +279,8 @@ func decode(b []byte) (*Index, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
-	all := string(strs)
-	for i := range ix.Entries {
-		r := refs[i]
-		ix.Entries[i].Name = all[r.nameOff : r.nameOff+r.nameLen]
-		if r.linkLen > 0 {
-			ix.Entries[i].Linkname = all[r.linkOff : r.linkOff+r.linkLen]
-		}
+	if uint64(len(strs)) != strBytes {
+		return nil, fmt.Errorf("%d bytes of names, header says %d: %w", len(strs), strBytes, ErrCorrupt)
 	}
 
 	np := d.count(3)
@@ -316,7 +321,9 @@ func decode(b []byte) (*Index, error) {
 		d.fail("no access points")
 	}
 	wl := int(d.uvarint())
-	ix.windows = append([]byte(nil), d.bytes(wl)...)
+	if w := d.bytes(wl); len(w) > 0 {
+		ix.windows = w // shares b, which Decode's caller gives up
+	}
 	if d.err == nil && wl != winTotal {
 		d.fail("window bytes")
 	}
