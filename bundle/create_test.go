@@ -11,19 +11,15 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ocifs/ocifs/internal/testenv"
 )
 
 // requireRoot skips a test that mounts, unless CI=true: there it must
 // run.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("needs root (bind and overlay mounts), and CI=true")
-	}
-	t.Skip("needs root: bind and overlay mounts")
+	testenv.RequireRoot(t, "bind and overlay mounts")
 }
 
 // bindMounter stands in for the FUSE mount: a bind mount of src.

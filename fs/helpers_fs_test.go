@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ocifs/ocifs/fs"
+	"github.com/ocifs/ocifs/internal/testenv"
 	"github.com/ocifs/ocifs/overlay"
 	"github.com/ocifs/ocifs/tarindex"
 )
@@ -145,10 +146,7 @@ func requireFUSEMount(t *testing.T) {
 	if reason == "" {
 		return
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true but FUSE mounts are impossible: %s", reason)
-	}
-	t.Skipf("FUSE mounts impossible here: %s", reason)
+	testenv.Unavailable(t, "FUSE mounts impossible here: %s", reason)
 }
 
 // mountTree mounts tree read-only in a fresh directory and unmounts it

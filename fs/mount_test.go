@@ -3,7 +3,6 @@ package fs_test
 import (
 	"bytes"
 	"errors"
-	"github.com/moby/sys/mountinfo"
 	iofs "io/fs"
 	"log/slog"
 	"math/rand/v2"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifs/ocifs/fs"

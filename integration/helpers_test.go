@@ -2,11 +2,12 @@ package integration
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ocifs/ocifs/internal/testenv"
 )
 
 // requireTool returns the path of the program name. When it is missing
@@ -18,10 +19,7 @@ func requireTool(t testing.TB, name string) string {
 	if err == nil {
 		return path
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is required with CI=true: %v", name, err)
-	}
-	t.Skipf("%s not installed (%v); on Debian: apt-get install %s", name, err, name)
+	testenv.Unavailable(t, "%s not installed (%v); on Debian: apt-get install %s", name, err, name)
 	return ""
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/moby/sys/mountinfo"
 	"io"
 	iofs "io/fs"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -23,6 +23,7 @@ import (
 
 	"github.com/ocifs/ocifs/internal/imagetest"
 	"github.com/ocifs/ocifs/internal/tartest"
+	"github.com/ocifs/ocifs/internal/testenv"
 )
 
 // requireMountable skips the test unless FUSE mounts are possible for
@@ -40,10 +41,7 @@ func requireMountable(t *testing.T) {
 	if reason == "" {
 		return
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true but real mounts are impossible: %s", reason)
-	}
-	t.Skipf("real mounts impossible: %s", reason)
+	testenv.Unavailable(t, "real mounts impossible: %s", reason)
 }
 
 // ocifsMount mounts ref on a new directory with `ocifs mount` (daemon

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ocifs/ocifs/internal/imagetest"
 	"github.com/ocifs/ocifs/internal/tartest"
+	"github.com/ocifs/ocifs/internal/testenv"
 	"github.com/ocifs/ocifs/overlay"
 	"github.com/ocifs/ocifs/tarindex"
 )
@@ -59,12 +60,7 @@ import (
 // targets that do not exist (both fail).
 func TestOverlayMatchesUmoci(t *testing.T) {
 	umoci := requireTool(t, "umoci")
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but not root: umoci needs root to keep owners, devices and xattrs")
-		}
-		t.Skip("not root: umoci raw unpack needs root to keep owners, devices and xattrs")
-	}
+	testenv.RequireRoot(t, "umoci raw unpack needs root to keep owners, devices and xattrs")
 	for _, tc := range ouVectors() {
 		t.Run(tc.name, func(t *testing.T) {
 			layout := t.TempDir()
@@ -488,12 +484,7 @@ func ouGroups(states map[string]ouState) []string {
 // target a whiteout removed) is skipped, and most must be compared.
 func TestOverlayMatchesUmociRandom(t *testing.T) {
 	umoci := requireTool(t, "umoci")
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but not root: umoci needs root to keep owners, devices and xattrs")
-		}
-		t.Skip("not root: umoci raw unpack needs root to keep owners, devices and xattrs")
-	}
+	testenv.RequireRoot(t, "umoci raw unpack needs root to keep owners, devices and xattrs")
 	seeds := 40
 	if testing.Short() {
 		seeds = 8
