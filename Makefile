@@ -12,7 +12,7 @@ FUZZTIME ?= 30s
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/ocifs
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/ocifs
 
 # deps installs the Debian packages the tests, the demo and the
 # benchmarks use. It needs root (or sudo) and reaches only Debian's

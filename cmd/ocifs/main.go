@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 )
@@ -30,6 +31,26 @@ References name an image in a layout:
 }
 
 func addCommand(c *cobra.Command) { rootCmd.AddCommand(c) }
+
+func init() { rootCmd.Version = version() }
+
+// version is what go build stamped into the binary: the module's
+// (pseudo-)version, which names the commit, or else the commit itself.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			return s.Value
+		}
+	}
+	return bi.Main.Version
+}
 
 func main() {
 	if err := rootCmd.Execute(); err != nil {

@@ -34,6 +34,10 @@ While a file or directory inside is in use the mount is busy and umount
 fails; --lazy detaches it at once instead, and the daemon exits when the
 last open file is closed. A mount whose daemon has died is always
 detached lazily.`,
+		Example: `  ocifs umount /mnt/img
+
+  # a shell is still inside: detach now, finish when it leaves
+  ocifs umount --lazy /mnt/img`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runUmount(args[0], lazy)
