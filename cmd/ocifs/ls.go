@@ -4,47 +4,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ocifs/ocifs/browse"
-	"github.com/ocifs/ocifs/image"
-	"github.com/ocifs/ocifs/rootfs"
 )
 
 func init() { addCommand(newLsCmd()) }
-
-// imageFlags are the flags of every command that opens an image's
-// tree: ls, cat, stat, diff and export.
-type imageFlags struct {
-	platform string
-	cacheDir string
-}
-
-func (f *imageFlags) register(c *cobra.Command) {
-	c.Flags().StringVar(&f.platform, "platform", "", "pick this `os/arch[/variant]` from a multi-platform image (default: this host's)")
-	c.Flags().StringVar(&f.cacheDir, "cache-dir", "", "index cache `directory` (default $OCIFS_CACHE_DIR, else $XDG_CACHE_HOME/ocifs)")
-}
-
-// openRootFS opens ref's merged tree, indexing layers that are not in
-// the cache yet, with a progress line when stderr is a terminal.
-func openRootFS(cmd *cobra.Command, ref string, f imageFlags) (*rootfs.RootFS, error) {
-	img, err := image.Open(ref, image.Options{Platform: f.platform})
-	if err != nil {
-		return nil, err
-	}
-	opts := rootfs.Options{Platform: f.platform, CacheDir: f.cacheDir}
-	if stderr := cmd.ErrOrStderr(); isTerminal(stderr) {
-		layers, err := img.Layers()
-		if err != nil {
-			return nil, err
-		}
-		var total int64
-		for _, l := range layers {
-			total += l.Descriptor.Size
-		}
-		p := newProgress(stderr, len(layers), total)
-		defer p.stop()
-		opts.Progress = p.update
-	}
-	return rootfs.OpenImage(cmd.Context(), img, opts)
-}
 
 func newLsCmd() *cobra.Command {
 	var (
