@@ -91,13 +91,13 @@ func TestCatMatchesTar(t *testing.T) {
 		Dir("d").
 		File("d/empty", nil).
 		File("d/small", []byte("small\n")).
-		File("d/big", randomData(t, "big", 3<<20+12345)). // crosses buffers and chunks
-		File("d/exact", randomData(t, "exact", copyBufferSize)).
+		File("d/big", tartest.RandomData(t, "big", 3<<20+12345)). // crosses buffers and chunks
+		File("d/exact", tartest.RandomData(t, "exact", copyBufferSize)).
 		Hardlink("d/link", "d/big").
 		File("zeros", make([]byte, 700<<10)).
-		File("z/deep/file", randomData(t, "deep", 70000))
+		File("z/deep/file", tartest.RandomData(t, "deep", 70000))
 	for i := range 50 {
-		l.File(fmt.Sprintf("many/%02d", i), randomData(t, fmt.Sprint(i), i*997))
+		l.File(fmt.Sprintf("many/%02d", i), tartest.RandomData(t, fmt.Sprint(i), i*997))
 	}
 	raw := l.Tar()
 	for _, c := range []tartest.Compression{tartest.Plain, tartest.Gzip, tartest.Zstd} {

@@ -23,7 +23,7 @@ func exportLayers(t *testing.T) []*tartest.Layer {
 	l1 := (&tartest.Layer{}).
 		Dir(".", tartest.Mode(0o751)).
 		Dir("bin").
-		File("bin/busybox", randomData(t, "busybox", 1<<20+7), tartest.Mode(0o755)).
+		File("bin/busybox", tartest.RandomData(t, "busybox", 1<<20+7), tartest.Mode(0o755)).
 		Symlink("bin/sh", "busybox").
 		Hardlink("bin/ls", "bin/busybox").
 		Hardlink("bin/cat", "bin/busybox").

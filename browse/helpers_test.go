@@ -2,7 +2,6 @@ package browse
 
 import (
 	"context"
-	"math/rand/v2"
 	"path/filepath"
 	"testing"
 
@@ -27,18 +26,4 @@ func openLayers(t *testing.T, c tartest.Compression, layers ...*tartest.Layer) *
 	}
 	t.Cleanup(func() { r.Close() })
 	return r
-}
-
-// randomData returns n bytes seeded from the test name and label.
-func randomData(t *testing.T, label string, n int) []byte {
-	var seed uint64
-	for _, c := range t.Name() + "/" + label {
-		seed = seed*31 + uint64(c)
-	}
-	r := rand.New(rand.NewPCG(seed, 7))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
 }

@@ -4,9 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"fmt"
-	"hash/fnv"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"sync"
@@ -109,19 +107,6 @@ func merge(t *testing.T, layers ...*layerBuilder) (*overlay.Tree, *memContent) {
 		t.Fatalf("overlay.Merge: %v", err)
 	}
 	return tree, c
-}
-
-// randomBytes returns n bytes seeded from the test name and a label,
-// so every run sees the same data.
-func randomBytes(t *testing.T, label string, n int) []byte {
-	h := fnv.New64a()
-	io.WriteString(h, t.Name()+"/"+label)
-	r := rand.New(rand.NewPCG(h.Sum64(), 0))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
 }
 
 // requireFUSEMount skips the test unless this process can mount FUSE

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifs/ocifs/fs"
+	"github.com/ocifs/ocifs/internal/tartest"
 )
 
 // These tests mount for real. They skip with a reason where FUSE mounts
@@ -100,7 +101,7 @@ func TestMountFixture(t *testing.T) {
 	}
 
 	got, err := os.ReadFile(filepath.Join(mnt, "bin/busybox"))
-	if err != nil || !bytes.Equal(got, randomBytes(t, "busybox", 100_000)) {
+	if err != nil || !bytes.Equal(got, tartest.RandomData(t, "busybox", 100_000)) {
 		t.Errorf("ReadFile(bin/busybox) = %d bytes, %v; want the fixture's 100000", len(got), err)
 	}
 	// Readable whatever the image's owner and mode say: only the
@@ -267,7 +268,7 @@ func TestMountConcurrent(t *testing.T) {
 	want := make(map[string][]byte, files)
 	for i := range files {
 		name := "d/" + strings.Repeat("f", 1+i%7) + string(rune('a'+i%26)) + "-" + string(rune('0'+i/26))
-		data := randomBytes(t, name, (i*7919)%(300<<10))
+		data := tartest.RandomData(t, name, (i*7919)%(300<<10))
 		want[name] = data
 		l.file(name, 0o644, data)
 	}

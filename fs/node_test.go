@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifs/ocifs/fs"
+	"github.com/ocifs/ocifs/internal/tartest"
 	"github.com/ocifs/ocifs/overlay"
 	"github.com/ocifs/ocifs/tarindex"
 )
@@ -63,7 +64,7 @@ const capNetBindService = "\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\
 func fixture(t *testing.T) (*overlay.Tree, *memContent) {
 	lower := (&layerBuilder{}).
 		dir("bin", 0o755).
-		file("bin/busybox", 0o755, randomBytes(t, "busybox", 100_000)).
+		file("bin/busybox", 0o755, tartest.RandomData(t, "busybox", 100_000)).
 		symlink("bin/sh", "busybox").
 		add(tarindex.Entry{Name: "bin/ls", Type: tar.TypeSymlink, Mode: 0o755, Linkname: "busybox"}, nil).
 		file("bin/su", 0o4755, []byte("su")).
@@ -229,7 +230,7 @@ func TestOpenRead(t *testing.T) {
 	root := nodeFS(t, tree, c, fs.Options{})
 	ctx := context.Background()
 	in, _ := walk(t, root, "bin/busybox")
-	want := randomBytes(t, "busybox", 100_000)
+	want := tartest.RandomData(t, "busybox", 100_000)
 
 	for _, tc := range []struct {
 		name  string

@@ -47,7 +47,7 @@ func umociLayout(t *testing.T, umoci, dir string) {
 			t.Fatal(err)
 		}
 	}
-	mk("bin/busybox", randomData(t, "busybox", 2<<20), 0o755)
+	mk("bin/busybox", tartest.RandomData(t, "busybox", 2<<20), 0o755)
 	mk("bin/su", []byte("su"), 0o4755|os.ModeSetuid)
 	mk("etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
 	mk("etc/shadow", []byte("root:*:19000::::::\n"), 0)

@@ -389,7 +389,7 @@ func TestMountFaults(t *testing.T) {
 	files := map[string][]byte{}
 	l := &tartest.Layer{}
 	for _, n := range []string{"a", "b", "c"} {
-		files[n] = randomData(t, n, 1<<20)
+		files[n] = tartest.RandomData(t, n, 1<<20)
 		l.File(n, files[n])
 	}
 	for _, c := range []tartest.Compression{tartest.Plain, tartest.Gzip, tartest.Zstd} {
@@ -448,7 +448,7 @@ func TestMountFaults(t *testing.T) {
 func TestCacheFaults(t *testing.T) {
 	requireMountable(t)
 	bin := buildOcifs(t)
-	data := randomData(t, "f", 300<<10)
+	data := tartest.RandomData(t, "f", 300<<10)
 	layout := filepath.Join(t.TempDir(), "layout")
 	imagetest.WriteLayout(t, layout, imagetest.Image{Tag: "v1", Layers: layerSpecs(tartest.Gzip, (&tartest.Layer{}).File("f", data))})
 	check := func(t *testing.T, cacheDir, wantLog string) {
@@ -518,9 +518,9 @@ func TestCacheFaults(t *testing.T) {
 func TestMountsTogether(t *testing.T) {
 	requireMountable(t)
 	bin := buildOcifs(t)
-	base := (&tartest.Layer{}).File("base", randomData(t, "base", 700<<10))
-	top1 := (&tartest.Layer{}).File("top", randomData(t, "top1", 300<<10))
-	top2 := (&tartest.Layer{}).File("top", randomData(t, "top2", 300<<10))
+	base := (&tartest.Layer{}).File("base", tartest.RandomData(t, "base", 700<<10))
+	top1 := (&tartest.Layer{}).File("top", tartest.RandomData(t, "top1", 300<<10))
+	top2 := (&tartest.Layer{}).File("top", tartest.RandomData(t, "top2", 300<<10))
 	layout := filepath.Join(t.TempDir(), "layout")
 	imagetest.WriteLayout(t, layout,
 		imagetest.Image{Tag: "one", Layers: layerSpecs(tartest.Gzip, base, top1)},
@@ -536,7 +536,7 @@ func TestMountsTogether(t *testing.T) {
 		mnts[i] = mnt
 	}
 	want := func(r string) map[string][]byte {
-		return map[string][]byte{"base": randomData(t, "base", 700<<10), "top": randomData(t, map[string]string{"one": "top1", "two": "top2"}[r], 300<<10)}
+		return map[string][]byte{"base": tartest.RandomData(t, "base", 700<<10), "top": tartest.RandomData(t, map[string]string{"one": "top1", "two": "top2"}[r], 300<<10)}
 	}
 	for i, r := range refs {
 		for name, data := range want(r) {

@@ -44,7 +44,7 @@ func TestMountLoad(t *testing.T) {
 				size = 1<<20 + (i*104729)%(2<<20)
 			}
 			name := fmt.Sprintf("l%d/d%02d/f%05d", li, i%37, i)
-			want[name] = randomData(t, name, size)
+			want[name] = tartest.RandomData(t, name, size)
 			names = append(names, name)
 			l.File(name, want[name])
 			total += size

@@ -29,20 +29,6 @@ import (
 // checks the format when it is read or written.
 const capNetBindService = "\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
 
-// randomData returns n bytes seeded from the test name and label.
-func randomData(t *testing.T, label string, n int) []byte {
-	var seed uint64
-	for _, c := range t.Name() + "/" + label {
-		seed = seed*31 + uint64(c)
-	}
-	r := rand.New(rand.NewPCG(seed, 7))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
 // everythingLayer has one of each kind of entry ocifs must serve.
 func everythingLayer(t *testing.T) *tartest.Layer {
 	pax := tartest.Header(func(h *tar.Header) { h.Format = tar.FormatPAX })
@@ -50,7 +36,7 @@ func everythingLayer(t *testing.T) *tartest.Layer {
 	long := strings.Repeat("long-directory-name-", 8)
 	return (&tartest.Layer{}).
 		Dir("bin").
-		File("bin/busybox", randomData(t, "busybox", 300<<10), tartest.Mode(0o755)).
+		File("bin/busybox", tartest.RandomData(t, "busybox", 300<<10), tartest.Mode(0o755)).
 		Symlink("bin/sh", "busybox").
 		Symlink("bin/abs", "/bin/busybox").
 		Symlink("dangling", "/nonexistent/target").
@@ -437,7 +423,7 @@ func TestUnmountWhileOpen(t *testing.T) {
 	requireMountable(t)
 	bin := buildOcifs(t)
 	layout := filepath.Join(t.TempDir(), "layout")
-	content := randomData(t, "big", 1<<20)
+	content := tartest.RandomData(t, "big", 1<<20)
 	imagetest.WriteLayout(t, layout, imagetest.Image{Tag: "v1", Layers: layerSpecs(tartest.Gzip,
 		(&tartest.Layer{}).File("big", content))})
 	mnt := ocifsMount(t, bin, layout+":v1")
@@ -527,7 +513,7 @@ func TestMountConcurrentReads(t *testing.T) {
 	want := map[string][]byte{}
 	for i := range 100 {
 		name := fmt.Sprintf("d%d/f%03d", i%5, i)
-		want[name] = randomData(t, name, (i*104729)%(512<<10))
+		want[name] = tartest.RandomData(t, name, (i*104729)%(512<<10))
 	}
 	for i := range 5 {
 		l.Dir(fmt.Sprintf("d%d", i))

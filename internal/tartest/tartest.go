@@ -9,6 +9,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"hash/fnv"
+	"io"
+	"math/rand/v2"
+	"testing"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -179,4 +183,18 @@ func Compress(raw []byte, c Compression) []byte {
 		zw.Close()
 	}
 	return buf.Bytes()
+}
+
+// RandomData returns n pseudo-random bytes seeded from the test's name
+// and label, so every run of a test sees the same data and two labels
+// in one test see different data.
+func RandomData(t testing.TB, label string, n int) []byte {
+	h := fnv.New64a()
+	io.WriteString(h, t.Name()+"/"+label)
+	r := rand.New(rand.NewPCG(h.Sum64(), 0))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
 }
