@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/ocifs
 DEMO    := demo
 PKGS    := ./...
-FUZZTIME ?= 30s
+FUZZEXECS ?= 100000
 
 .PHONY: all build deps demo demo-clean test unit integration lint bench fuzz clean
 
@@ -58,9 +58,9 @@ lint:
 bench: deps build
 	./hack/bench.sh
 
-# fuzz runs every native fuzz target for FUZZTIME each (CI: a few seconds).
+# fuzz runs every native fuzz target for FUZZEXECS executions (CI: 10000).
 fuzz:
-	./hack/fuzz.sh $(FUZZTIME)
+	./hack/fuzz.sh $(FUZZEXECS)
 
 clean: demo-clean
 	rm -rf bin

@@ -20,7 +20,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	var seeds []seed
 	if *updateSeeds {
 		for _, c := range []Compression{Uncompressed, Gzip, Zstd} {
-			raw := randomLayer(rngFor(t), layerSpec{files: 8, maxSize: 16 << 10, sparse: true})
+			raw := randomLayer(rngFor(t), layerSpec{files: 8, maxSize: 4 << 10, sparse: true})
 			blob := compress(rngFor(t), raw, c, 2)
 			b, err := mustBuild(t, blob, c, BuildOptions{Span: 64 << 10}).MarshalBinary()
 			if err != nil {
