@@ -299,6 +299,7 @@ func build1(ctx context.Context, blob io.ReaderAt, desc ocispec.Descriptor, opts
 	if n := ix.computeChunkBase(); n != len(ix.chunkCRC) {
 		return nil, fmt.Errorf("build index: %d chunk checksums for %d chunks (internal error)", len(ix.chunkCRC), n)
 	}
+	ix.entryCount = len(ix.Entries)
 	return ix, nil
 }
 

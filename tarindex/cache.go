@@ -10,9 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocifs/ocifs/internal/cachefile"
 )
 
 // Cache keeps encoded indexes on disk, one file per blob digest and
@@ -24,7 +25,10 @@ import (
 // rebuilt and the file replaced. Files are written to a temporary name in
 // the same directory, synced and renamed, so readers see the old file or
 // the new one, never a partial one; an advisory lock makes a second
-// process wait for the first instead of indexing the same blob twice.
+// process wait for the first instead of indexing the same blob twice
+// (internal/cachefile does both). Files are mapped, not read: an Index
+// loaded from a gzip layer's file keeps it mapped while it is
+// reachable.
 //
 // Storing is best effort: if the directory is not writable, Index still
 // returns the index it built and reports the store error to Logger.
@@ -70,11 +74,28 @@ func (c *Cache) Path(desc ocispec.Descriptor) (string, error) {
 // Index returns the index of blob, from the cache when a valid file is
 // there, else built with Build and stored.
 func (c *Cache) Index(ctx context.Context, blob io.ReaderAt, desc ocispec.Descriptor, opts BuildOptions) (*Index, error) {
+	return c.get(ctx, blob, desc, opts, Decode)
+}
+
+// Access is Index for callers that get the entries elsewhere (a cached
+// merged tree): a cached file is loaded with DecodeAccess, so the
+// Index's Entries is nil, at a fraction of the cost of decoding them. It
+// checks the file against desc, opts.DiffID and the blob exactly as
+// Index does. When nothing valid is cached it builds, stores and returns
+// the full index, Entries included: callers must not rely on Entries
+// being nil, nor on it being set (use Index for that).
+func (c *Cache) Access(ctx context.Context, blob io.ReaderAt, desc ocispec.Descriptor, opts BuildOptions) (*Index, error) {
+	return c.get(ctx, blob, desc, opts, DecodeAccess)
+}
+
+// get returns the index of blob from the cache file, decoded with
+// decode, or builds and stores it.
+func (c *Cache) get(ctx context.Context, blob io.ReaderAt, desc ocispec.Descriptor, opts BuildOptions, decode func([]byte) (*Index, error)) (*Index, error) {
 	p, err := c.Path(desc)
 	if err != nil {
 		return nil, err
 	}
-	if ix, err := c.load(p, blob, desc, opts); err == nil {
+	if ix, err := c.load(p, blob, desc, opts, decode); err == nil {
 		return ix, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		c.log(slog.LevelInfo, "rebuild cached index", "path", p, "reason", err)
@@ -82,10 +103,10 @@ func (c *Cache) Index(ctx context.Context, blob io.ReaderAt, desc ocispec.Descri
 
 	// Take the lock, then look again: another process may have built
 	// it while we waited.
-	unlock, lerr := lockFile(ctx, p+".lock")
+	unlock, lerr := cachefile.Lock(ctx, p+".lock")
 	if lerr == nil {
 		defer unlock()
-		if ix, err := c.load(p, blob, desc, opts); err == nil {
+		if ix, err := c.load(p, blob, desc, opts, decode); err == nil {
 			return ix, nil
 		}
 	} else if ctx.Err() != nil {
@@ -101,40 +122,60 @@ func (c *Cache) Index(ctx context.Context, blob io.ReaderAt, desc ocispec.Descri
 		return nil, fmt.Errorf("encode index of %s: %w", desc.Digest, err)
 	}
 	ix.encodedSize = len(b)
-	if err := writeAtomic(p, b); err != nil {
+	if err := cachefile.WriteAtomic(p, b); err != nil {
 		c.log(slog.LevelWarn, "store index", "path", p, "err", err)
 	}
 	return ix, nil
 }
 
-// load reads and checks a cache file.
-func (c *Cache) load(p string, blob io.ReaderAt, desc ocispec.Descriptor, opts BuildOptions) (*Index, error) {
-	b, err := os.ReadFile(p)
+// load maps, decodes and checks a cache file. The file is mapped rather
+// than read (cachefile.Map says why); only the gzip windows stay in the
+// mapping, everything else Decode copies, so an index without windows
+// unmaps it at once.
+func (c *Cache) load(p string, blob io.ReaderAt, desc ocispec.Descriptor, opts BuildOptions, decode func([]byte) (*Index, error)) (*Index, error) {
+	f, err := cachefile.Map(p)
 	if err != nil {
 		return nil, err
 	}
-	ix, err := Decode(b)
+	var ix *Index
+	err = cachefile.CatchFault(func() (err error) {
+		ix, err = decode(f.Bytes())
+		return err
+	})
+	if err == nil {
+		err = c.check(ix, blob, desc, opts)
+	}
+	if err != nil || ix.windows == nil {
+		f.Close()
+	} else {
+		ix.file = f
+	}
 	if err != nil {
 		return nil, err
-	}
-	comp, err := CompressionOf(desc.MediaType)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case ix.Digest != desc.Digest:
-		return nil, fmt.Errorf("cached index is for %s", ix.Digest)
-	case ix.BlobSize != desc.Size:
-		return nil, fmt.Errorf("cached index is for a blob of %d bytes, descriptor says %d", ix.BlobSize, desc.Size)
-	case ix.compression != comp:
-		return nil, fmt.Errorf("cached index is for %s, media type %q says %s", ix.compression, desc.MediaType, comp)
-	case opts.DiffID != "" && ix.DiffID != opts.DiffID:
-		return nil, fmt.Errorf("cached index has diffID %s, want %s", ix.DiffID, opts.DiffID)
-	case !hasSize(blob, desc.Size):
-		return nil, fmt.Errorf("blob is not %d bytes long", desc.Size)
 	}
 	ix.MediaType = desc.MediaType
 	return ix, nil
+}
+
+// check reports whether a decoded cache file is the index of blob.
+func (c *Cache) check(ix *Index, blob io.ReaderAt, desc ocispec.Descriptor, opts BuildOptions) error {
+	comp, err := CompressionOf(desc.MediaType)
+	if err != nil {
+		return err
+	}
+	switch {
+	case ix.Digest != desc.Digest:
+		return fmt.Errorf("cached index is for %s", ix.Digest)
+	case ix.BlobSize != desc.Size:
+		return fmt.Errorf("cached index is for a blob of %d bytes, descriptor says %d", ix.BlobSize, desc.Size)
+	case ix.compression != comp:
+		return fmt.Errorf("cached index is for %s, media type %q says %s", ix.compression, desc.MediaType, comp)
+	case opts.DiffID != "" && ix.DiffID != opts.DiffID:
+		return fmt.Errorf("cached index has diffID %s, want %s", ix.DiffID, opts.DiffID)
+	case !hasSize(blob, desc.Size):
+		return fmt.Errorf("blob is not %d bytes long", desc.Size)
+	}
+	return nil
 }
 
 // hasSize reports whether blob is exactly size bytes long, by reading
@@ -155,44 +196,3 @@ func (c *Cache) log(level slog.Level, msg string, args ...any) {
 		c.Logger.Log(context.Background(), level, msg, args...)
 	}
 }
-
-// writeAtomic writes b to p through a synced temporary file in the same
-// directory and a rename.
-func writeAtomic(p string, b []byte) (err error) {
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create cache directory: %w", err)
-	}
-	f, err := os.CreateTemp(dir, filepath.Base(p)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create cache file: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(b); err != nil {
-		return fmt.Errorf("write cache file %q: %w", f.Name(), err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync cache file %q: %w", f.Name(), err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close cache file %q: %w", f.Name(), err)
-	}
-	if err := os.Rename(f.Name(), p); err != nil {
-		return fmt.Errorf("rename cache file to %q: %w", p, err)
-	}
-	// Make the rename durable; failure here only risks a rebuild.
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
-
-// lockPoll is how often a waiting process retries the lock, so it can
-// notice context cancellation.
-const lockPoll = 50 * time.Millisecond

@@ -11,14 +11,19 @@
 // starts. Plain tar needs no access points. The Index has a compact
 // versioned binary encoding (MarshalBinary, Decode; see
 // docs/index-format.md) and a Cache keeps encoded indexes on disk, keyed
-// by blob digest and format version.
+// by blob digest and format version. DecodeAccess and Cache.Access load
+// an index without its entries, for callers that have them elsewhere (a
+// mount reads its tree from a cached merged tree): that is the
+// difference between milliseconds and tens of milliseconds for a large
+// layer.
 //
-// A Reader serves an entry's bytes: it finds the access point with a
-// binary search, decompresses from it only as far as needed, checks each
-// decompressed chunk (each 64 KiB of a plain tar blob) against the
-// CRC-32C recorded at build time, and
-// keeps a bounded LRU of decompressed chunks plus a few live decoders so
-// sequential reads continue instead of restarting.
+// A Reader serves the bytes of any entry of the layer (the Index's own,
+// or one from a merged tree), after checking that its data lies inside
+// the tar stream. It finds the access point with a binary search,
+// decompresses from it only as far as needed, checks each decompressed
+// chunk (each 64 KiB of a plain tar blob) against the CRC-32C recorded
+// at build time, and keeps a bounded LRU of decompressed chunks plus a
+// few live decoders so sequential reads continue instead of restarting.
 //
 // # What it never does
 //

@@ -16,8 +16,8 @@ import (
 const (
 	indexMagic = "OCIFSIDX"
 	// FormatVersion is the version of the index encoding written by
-	// MarshalBinary and read by Decode.
-	FormatVersion = 2
+	// MarshalBinary and read by Decode and DecodeAccess.
+	FormatVersion = 3
 )
 
 // entry flags: rare fields are present only when their bit is set.
@@ -28,8 +28,13 @@ const (
 	flagSparse
 )
 
-// MarshalBinary encodes the index (format in docs/index-format.md).
+// MarshalBinary encodes the index (format in docs/index-format.md). It
+// refuses an Index loaded by DecodeAccess, whose entries are not there
+// to encode.
 func (ix *Index) MarshalBinary() ([]byte, error) {
+	if ix.Entries == nil && ix.entryCount > 0 {
+		return nil, fmt.Errorf("encode index: %d entries not loaded (DecodeAccess)", ix.entryCount)
+	}
 	b := make([]byte, 0, 64+40*len(ix.Entries)+24*len(ix.points)+len(ix.windows)+4*len(ix.chunkCRC))
 	b = append(b, indexMagic...)
 	b = binary.AppendUvarint(b, FormatVersion)
@@ -43,17 +48,51 @@ func (ix *Index) MarshalBinary() ([]byte, error) {
 		}
 		b = binary.AppendUvarint(b, uint64(v))
 	}
-
 	b = binary.AppendUvarint(b, uint64(len(ix.Entries)))
 	strBytes := 0
 	for i := range ix.Entries {
 		strBytes += len(ix.Entries[i].Name) + len(ix.Entries[i].Linkname)
 	}
 	b = binary.AppendUvarint(b, uint64(strBytes))
+
+	b = binary.AppendUvarint(b, uint64(len(ix.points)))
+	var pu, pc int64
+	for _, p := range ix.points {
+		if p.U < pu || p.C < pc {
+			return nil, fmt.Errorf("encode index: access points out of order")
+		}
+		b = binary.AppendUvarint(b, uint64(p.U-pu))
+		b = binary.AppendUvarint(b, uint64(p.C-pc))
+		pu, pc = p.U, p.C
+		b = append(b, p.Kind)
+		if p.Kind == pointInflate {
+			b = append(b, p.Bits)
+			b = binary.AppendUvarint(b, uint64(p.winLen))
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(ix.windows)))
+	b = append(b, ix.windows...)
+	b = binary.AppendUvarint(b, uint64(len(ix.chunkCRC)))
+	for _, c := range ix.chunkCRC {
+		b = binary.LittleEndian.AppendUint32(b, c)
+	}
+
+	// The entries come last, so that DecodeAccess can stop before them:
+	// they run from here to the checksum.
+	b, err := appendEntries(b, ix.Entries)
+	if err != nil {
+		return nil, err
+	}
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	return b, nil
+}
+
+// appendEntries encodes the entries section.
+func appendEntries(b []byte, entries []Entry) ([]byte, error) {
 	var prevName string
 	var prevMtime, next int64
-	for i := range ix.Entries {
-		e := &ix.Entries[i]
+	for i := range entries {
+		e := &entries[i]
 		if e.Size < 0 || e.Offset < 0 {
 			return nil, fmt.Errorf("encode entry %q: negative size or offset", e.Name)
 		}
@@ -110,29 +149,6 @@ func (ix *Index) MarshalBinary() ([]byte, error) {
 			}
 		}
 	}
-
-	b = binary.AppendUvarint(b, uint64(len(ix.points)))
-	var pu, pc int64
-	for _, p := range ix.points {
-		if p.U < pu || p.C < pc {
-			return nil, fmt.Errorf("encode index: access points out of order")
-		}
-		b = binary.AppendUvarint(b, uint64(p.U-pu))
-		b = binary.AppendUvarint(b, uint64(p.C-pc))
-		pu, pc = p.U, p.C
-		b = append(b, p.Kind)
-		if p.Kind == pointInflate {
-			b = append(b, p.Bits)
-			b = binary.AppendUvarint(b, uint64(p.winLen))
-		}
-	}
-	b = binary.AppendUvarint(b, uint64(len(ix.windows)))
-	b = append(b, ix.windows...)
-	b = binary.AppendUvarint(b, uint64(len(ix.chunkCRC)))
-	for _, c := range ix.chunkCRC {
-		b = binary.LittleEndian.AppendUint32(b, c)
-	}
-	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	return b, nil
 }
 
@@ -168,15 +184,35 @@ func commonPrefix(a, b string) int {
 // (ErrCorrupt), so a decoded Index is safe to read with. The Index keeps
 // parts of b (the gzip windows): the caller must not modify b afterwards.
 func Decode(b []byte) (*Index, error) {
-	ix, err := decode(b)
+	ix, err := decode(b, true)
 	if err != nil {
 		return nil, fmt.Errorf("decode index: %w", err)
 	}
-	ix.encodedSize = len(b)
 	return ix, nil
 }
 
-func decode(b []byte) (*Index, error) {
+// DecodeAccess is Decode without the entries: it checks everything
+// Decode checks except the entries section (magic, version, the CRC-32C
+// of the whole encoding, every access point, window and chunk checksum,
+// and that the entry count fits in the entries section), and returns an
+// Index whose Entries is nil but which a Reader can read with; Summary
+// still reports the entry count. It is for callers that get their
+// entries elsewhere (a cached merged tree): decoding 100,000 entries
+// costs far more than everything else in an index.
+//
+// Whatever Decode accepts, DecodeAccess accepts and decodes to the same
+// Index but for Entries. Like Decode, the Index keeps parts of b.
+func DecodeAccess(b []byte) (*Index, error) {
+	ix, err := decode(b, false)
+	if err != nil {
+		return nil, fmt.Errorf("decode index without entries: %w", err)
+	}
+	return ix, nil
+}
+
+// decode parses b; with entries false it stops before the entries
+// section.
+func decode(b []byte, entries bool) (*Index, error) {
 	if len(b) < len(indexMagic)+1+4 || string(b[:len(indexMagic)]) != indexMagic {
 		return nil, fmt.Errorf("bad magic: %w", ErrCorrupt)
 	}
@@ -187,7 +223,7 @@ func decode(b []byte) (*Index, error) {
 	if got, want := crc32.Checksum(b[:len(b)-4], castagnoli), binary.LittleEndian.Uint32(b[len(b)-4:]); got != want {
 		return nil, fmt.Errorf("checksum %08x, trailer says %08x: %w", got, want, ErrCorrupt)
 	}
-	ix := &Index{compression: Compression(d.byte1())}
+	ix := &Index{compression: Compression(d.byte1()), encodedSize: len(b)}
 	ix.MediaType = d.str()
 	ix.Digest = digest.Digest(d.str())
 	ix.DiffID = digest.Digest(d.str())
@@ -204,84 +240,9 @@ func decode(b []byte) (*Index, error) {
 	if ix.chunkSize < 4<<10 || ix.chunkSize > 64<<20 || ix.TarSize > math.MaxInt64-ix.chunkSize {
 		return nil, fmt.Errorf("chunk size %d: %w", ix.chunkSize, ErrCorrupt)
 	}
-
-	n := d.count(8) // an entry takes at least 8 bytes
-	ix.Entries = make([]Entry, n)
-	// Names and link targets live in one array, allocated once at the
-	// size the encoder recorded; each string points into it. The array
-	// is only ever appended to, so even if a damaged count made it grow
-	// the strings made so far stay valid.
-	strBytes := d.uvarint()
-	strs := make([]byte, 0, min(strBytes, 8*uint64(len(b))))
-	var prevOff, prevLen int
-	var prevMtime, next int64
-	for i := 0; i < n && d.err == nil; i++ {
-		e := &ix.Entries[i]
-		flags, typ := d.byte1(), d.byte1()
-		e.Type = typ
-		shared := int(d.uvarint())
-		suffix := d.bytes(int(d.uvarint()))
-		if shared > prevLen {
-			d.fail("name prefix")
-			break
-		}
-		off := len(strs)
-		strs = append(strs, strs[prevOff:prevOff+shared]...)
-		strs = append(strs, suffix...)
-		prevOff, prevLen = off, len(strs)-off
-		e.Name = unsafe.String(unsafe.SliceData(strs[off:]), prevLen)
-		mode := d.uvarint()
-		if mode > 0o7777 {
-			d.fail("mode")
-		}
-		e.Mode = uint32(mode)
-		e.UID, e.GID = d.int(), d.int()
-		e.Size = d.size()
-		e.ModTime = prevMtime + d.varint()
-		prevMtime = e.ModTime
-		e.Offset = next + d.varint()
-		if flags&flagLinkname != 0 {
-			l := d.bytes(int(d.uvarint()))
-			off := len(strs)
-			strs = append(strs, l...)
-			e.Linkname = unsafe.String(unsafe.SliceData(strs[off:]), len(l))
-		}
-		if flags&flagDevice != 0 {
-			e.Devmajor, e.Devminor = d.uint32(), d.uint32()
-		}
-		if flags&flagXattrs != 0 {
-			e.Xattrs = make([]Xattr, d.count(2))
-			for j := range e.Xattrs {
-				e.Xattrs[j] = Xattr{Key: d.str(), Value: d.str()}
-			}
-		}
-		if flags&flagSparse != 0 {
-			e.Sparse = make([]SparseRegion, d.count(2))
-			var end int64
-			for j := range e.Sparse {
-				gap, l := d.size(), d.size()
-				if end+gap < end || end+gap+l < end+gap {
-					d.fail("sparse region")
-				}
-				e.Sparse[j] = SparseRegion{Offset: end + gap, Length: l}
-				end += gap + l
-			}
-			if end > e.Size {
-				d.fail("sparse region past size")
-			}
-		}
-		phys := physSize(e)
-		if e.Offset < 0 || phys < 0 || e.Offset+phys < e.Offset || e.Offset+phys > ix.TarSize {
-			d.fail("entry data past end of stream")
-		}
-		next = align512(e.Offset+phys) + 512
-	}
-	if d.err != nil {
-		return nil, d.err
-	}
-	if uint64(len(strs)) != strBytes {
-		return nil, fmt.Errorf("%d bytes of names, header says %d: %w", len(strs), strBytes, ErrCorrupt)
-	}
+	// Checked against the entries section's length below, once its
+	// start is known.
+	n, strBytes := d.uvarint(), d.uvarint()
 
 	np := d.count(3)
 	if ix.compression == Uncompressed && np != 0 {
@@ -340,13 +301,111 @@ func decode(b []byte) (*Index, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
-	if len(d.b) != 0 {
-		return nil, fmt.Errorf("%d trailing bytes: %w", len(d.b), ErrCorrupt)
-	}
 	if want := ix.computeChunkBase(); want != nc {
 		return nil, fmt.Errorf("%d chunk checksums for %d chunks: %w", nc, want, ErrCorrupt)
 	}
+
+	// What is left is the entries section. An entry takes at least 8
+	// bytes, so a count the section cannot hold is corrupt; checking it
+	// here bounds the allocation Decode makes and keeps the count
+	// DecodeAccess reports plausible.
+	if n > uint64(len(d.b)/8) {
+		return nil, fmt.Errorf("%d entries in %d bytes: %w", n, len(d.b), ErrCorrupt)
+	}
+	ix.entryCount = int(n)
+	if !entries {
+		return ix, nil
+	}
+	if err := ix.decodeEntries(&d, strBytes, len(b)); err != nil {
+		return nil, err
+	}
 	return ix, nil
+}
+
+// decodeEntries decodes ix.entryCount entries from d, which must hold
+// the entries section and nothing else. strBytes is the total length of
+// names and link targets the header records; encSize, the size of the
+// whole encoding, bounds the array allocated for them.
+func (ix *Index) decodeEntries(d *decoder, strBytes uint64, encSize int) error {
+	n := ix.entryCount
+	ix.Entries = make([]Entry, n)
+	// Names and link targets live in one array, allocated once at the
+	// size the encoder recorded; each string points into it. The array
+	// is only ever appended to, so even if a damaged count made it grow
+	// the strings made so far stay valid.
+	strs := make([]byte, 0, min(strBytes, 8*uint64(encSize)))
+	var prevOff, prevLen int
+	var prevMtime, next int64
+	for i := 0; i < n && d.err == nil; i++ {
+		e := &ix.Entries[i]
+		flags, typ := d.byte1(), d.byte1()
+		e.Type = typ
+		shared := int(d.uvarint())
+		suffix := d.bytes(int(d.uvarint()))
+		if shared > prevLen {
+			d.fail("name prefix")
+			break
+		}
+		off := len(strs)
+		strs = append(strs, strs[prevOff:prevOff+shared]...)
+		strs = append(strs, suffix...)
+		prevOff, prevLen = off, len(strs)-off
+		e.Name = unsafe.String(unsafe.SliceData(strs[off:]), prevLen)
+		mode := d.uvarint()
+		if mode > 0o7777 {
+			d.fail("mode")
+		}
+		e.Mode = uint32(mode)
+		e.UID, e.GID = d.int(), d.int()
+		e.Size = d.size()
+		e.ModTime = prevMtime + d.varint()
+		prevMtime = e.ModTime
+		e.Offset = next + d.varint()
+		if flags&flagLinkname != 0 {
+			l := d.bytes(int(d.uvarint()))
+			off := len(strs)
+			strs = append(strs, l...)
+			e.Linkname = unsafe.String(unsafe.SliceData(strs[off:]), len(l))
+		}
+		if flags&flagDevice != 0 {
+			e.Devmajor, e.Devminor = d.uint32(), d.uint32()
+		}
+		if flags&flagXattrs != 0 {
+			e.Xattrs = make([]Xattr, d.count(2))
+			for j := range e.Xattrs {
+				e.Xattrs[j] = Xattr{Key: d.str(), Value: d.str()}
+			}
+		}
+		if flags&flagSparse != 0 {
+			e.Sparse = make([]SparseRegion, d.count(2))
+			var end int64
+			for j := range e.Sparse {
+				gap, l := d.size(), d.size()
+				if end+gap < end || end+gap+l < end+gap {
+					d.fail("sparse region")
+				}
+				e.Sparse[j] = SparseRegion{Offset: end + gap, Length: l}
+				end += gap + l
+			}
+			if end > e.Size {
+				d.fail("sparse region past size")
+			}
+		}
+		if ix.checkData(e) != nil {
+			d.fail("entry data past end of stream")
+		}
+		next = align512(e.Offset+physSize(e)) + 512
+	}
+	if d.err != nil {
+		return d.err
+	}
+	if len(d.b) != 0 {
+		return fmt.Errorf("%d trailing bytes: %w", len(d.b), ErrCorrupt)
+	}
+	if uint64(len(strs)) != strBytes {
+		return fmt.Errorf("%d bytes of names, header says %d: %w", len(strs), strBytes, ErrCorrupt)
+	}
+	return nil
 }
 
 // decoder reads the fields of an encoding; the first error sticks and

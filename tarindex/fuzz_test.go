@@ -24,10 +24,28 @@ func FuzzDecode(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		aix, aerr := DecodeAccess(b)
 		ix, err := Decode(b)
 		if err != nil {
 			return
 		}
+		// Whatever Decode accepts, DecodeAccess accepts, and the two
+		// agree on everything but the entries.
+		if aerr != nil {
+			t.Fatalf("Decode succeeds, DecodeAccess(b) = %v", aerr)
+		}
+		if aix.Entries != nil || aix.Summary() != ix.Summary() {
+			t.Fatalf("DecodeAccess: %d entries decoded, summary %+v, want none and %+v", len(aix.Entries), aix.Summary(), ix.Summary())
+		}
+		withoutEntries := *ix
+		withoutEntries.Entries = nil
+		if !reflect.DeepEqual(aix, &withoutEntries) {
+			t.Fatalf("DecodeAccess(b) differs from Decode(b) beyond Entries")
+		}
+		if _, err := aix.MarshalBinary(); err == nil && len(ix.Entries) > 0 {
+			t.Fatalf("MarshalBinary of an index without its %d entries succeeded", len(ix.Entries))
+		}
+
 		b2, err := ix.MarshalBinary()
 		if err != nil {
 			t.Fatalf("MarshalBinary of a decoded index: %v", err)

@@ -2,6 +2,8 @@ package tarindex
 
 import (
 	"github.com/opencontainers/go-digest"
+
+	"github.com/ocifs/ocifs/internal/cachefile"
 )
 
 // Index describes one layer blob: its entries and how to reach any byte
@@ -12,7 +14,10 @@ type Index struct {
 	BlobSize  int64         // the blob's size in bytes
 	DiffID    digest.Digest // digest of the uncompressed tar stream
 	TarSize   int64         // size of the uncompressed tar stream
-	Entries   []Entry       // in tar order
+	// Entries are the layer's entries in tar order; nil when the Index
+	// came from DecodeAccess, as on a Cache.Access hit (Summary still
+	// counts them).
+	Entries []Entry
 
 	// compression-specific access points are unexported
 	compression Compression
@@ -23,6 +28,12 @@ type Index struct {
 	chunkCRC    []uint32 // CRC-32C of each chunk of each segment, in order
 	chunkBase   []int    // index into chunkCRC of each segment's first chunk
 	encodedSize int      // size of the encoding this Index came from or went to; 0 if unknown
+	entryCount  int      // entries in the encoding this Index came from; what Summary reports when Entries is nil
+
+	// file is the mapped cache file windows points into, when the Index
+	// was loaded by a Cache. Referencing it here keeps it mapped exactly
+	// as long as the Index (or a copy of it) can be read.
+	file *cachefile.Mapping
 }
 
 // point kinds.
@@ -50,7 +61,9 @@ type point struct {
 
 // Summary is what a caller prints about an index.
 type Summary struct {
-	Compression  Compression
+	Compression Compression
+	// Entries counts the layer's entries, also when Index.Entries was
+	// not loaded (DecodeAccess).
 	Entries      int
 	TarSize      int64
 	BlobSize     int64
@@ -62,9 +75,13 @@ type Summary struct {
 
 // Summary returns counts and sizes for progress output and reports.
 func (ix *Index) Summary() Summary {
+	n := len(ix.Entries)
+	if ix.Entries == nil {
+		n = ix.entryCount
+	}
 	return Summary{
 		Compression:  ix.compression,
-		Entries:      len(ix.Entries),
+		Entries:      n,
 		TarSize:      ix.TarSize,
 		BlobSize:     ix.BlobSize,
 		AccessPoints: len(ix.points),

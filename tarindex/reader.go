@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"runtime"
 	"sort"
 	"sync"
 
 	"github.com/klauspost/compress/flate"
+
+	"github.com/ocifs/ocifs/internal/cachefile"
 )
 
 // DefaultCacheBytes bounds a Reader's decompressed chunks when
@@ -118,12 +121,23 @@ func (r *Reader) Close() error {
 }
 
 // ReadAt reads len(p) bytes of e's contents at off, like io.ReaderAt.
-// e must be one of the Index's entries. Holes of sparse files read as
-// zeros. Data that does not decompress, or does not match the checksum
-// recorded at build time, is an error wrapping ErrMalformed.
+// Holes of sparse files read as zeros. Data that does not decompress, or
+// does not match the checksum recorded at build time, is an error
+// wrapping ErrMalformed.
+//
+// e need not be one of the Index's own Entries (an Index from
+// DecodeAccess has none): any entry of the same layer works, such as one
+// from a cached merged tree. An entry whose data (Offset plus its size,
+// or its sparse regions) does not lie inside the tar stream is refused
+// with ErrMalformed before anything is read, so a stale or damaged tree
+// gets an error, never a panic; an entry that is in range but wrong reads
+// whatever bytes of the layer it names.
 func (r *Reader) ReadAt(e *Entry, p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read %q at offset %d: negative offset", e.Name, off)
+	}
+	if err := r.ix.checkData(e); err != nil {
+		return 0, fmt.Errorf("read %q: %w", e.Name, err)
 	}
 	if off >= e.Size {
 		return 0, io.EOF
@@ -141,11 +155,40 @@ func (r *Reader) ReadAt(e *Entry, p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
+// checkData checks that e's data lies inside the tar stream: Offset and
+// Size non-negative and, for a sparse file, regions in order, inside
+// Size, and stored (one after another from Offset) before TarSize. It is
+// what makes reading an entry that did not come from this Index safe,
+// and what Decode checks of every entry. It costs a few comparisons, plus
+// one pass over the sparse map, which reading a sparse file makes anyway.
+func (ix *Index) checkData(e *Entry) error {
+	phys := e.Size
+	if e.Size < 0 {
+		return fmt.Errorf("entry size %d: %w", e.Size, ErrMalformed)
+	}
+	if e.Sparse != nil {
+		phys = 0
+		var end int64 // logical end of the previous region
+		for _, s := range e.Sparse {
+			// Regions are ordered and inside [0, Size), so their
+			// lengths add up to at most Size: phys cannot overflow.
+			if s.Offset < end || s.Length < 0 || s.Length > e.Size || s.Offset > e.Size-s.Length {
+				return fmt.Errorf("sparse region %d+%d out of order or past size %d: %w", s.Offset, s.Length, e.Size, ErrMalformed)
+			}
+			end = s.Offset + s.Length
+			phys += s.Length
+		}
+	}
+	if e.Offset < 0 || e.Offset > ix.TarSize-phys {
+		return fmt.Errorf("entry data %d+%d outside the stream's %d bytes: %w", e.Offset, phys, ix.TarSize, ErrMalformed)
+	}
+	return nil
+}
+
+// read fills p from e's contents at off; ReadAt has checked e and
+// clipped p to e's size.
 func (r *Reader) read(e *Entry, p []byte, off int64) error {
 	if e.Sparse == nil {
-		if e.Offset < 0 || e.Offset+e.Size > r.ix.TarSize {
-			return fmt.Errorf("entry data %d+%d runs past the stream's %d bytes: %w", e.Offset, e.Size, r.ix.TarSize, ErrMalformed)
-		}
 		return r.readStream(p, e.Offset+off)
 	}
 	clear(p)
@@ -157,11 +200,7 @@ func (r *Reader) read(e *Entry, p []byte, off int64) error {
 		}
 		if s.Offset+s.Length > off {
 			lo, hi := max(s.Offset, off), min(s.Offset+s.Length, end)
-			at := stream + lo - s.Offset
-			if at < 0 || at+hi-lo > r.ix.TarSize {
-				return fmt.Errorf("sparse data runs past the stream's %d bytes: %w", r.ix.TarSize, ErrMalformed)
-			}
-			if err := r.readStream(p[lo-off:hi-off], at); err != nil {
+			if err := r.readStream(p[lo-off:hi-off], stream+lo-s.Offset); err != nil {
 				return err
 			}
 		}
@@ -311,6 +350,11 @@ func (r *Reader) chunk(seg, k int) (*cachedChunk, error) {
 	}
 	ix := r.ix
 	start := ix.points[seg].U + int64(k)*ix.chunkSize
+	if k < 0 || start >= ix.segmentEnd(seg) {
+		// readStream never asks for this once ReadAt has checked the
+		// entry; a decoder sent past the last segment would panic.
+		return nil, fmt.Errorf("chunk %d of segment %d outside the stream: %w", k, seg, ErrCorrupt)
+	}
 	d := r.takeDecoder(seg, start)
 	if d == nil {
 		var err error
@@ -411,9 +455,20 @@ func (r *Reader) openDecoder(seg int) (*liveDecoder, error) {
 		if p.winOff < 0 || p.winLen < 0 || p.winOff+p.winLen > len(ix.windows) {
 			return nil, fmt.Errorf("window of access point %d outside index: %w", seg, ErrCorrupt)
 		}
-		win, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(ix.windows[p.winOff:p.winOff+p.winLen])), 32<<10+1))
-		if err != nil || len(win) > 32<<10 {
-			return nil, fmt.Errorf("inflate window of access point %d: %w", seg, ErrCorrupt)
+		// The windows may live in a mapped cache file (Cache.load):
+		// CatchFault survives its truncation, KeepAlive keeps it mapped
+		// until the window has been inflated.
+		var win []byte
+		err := cachefile.CatchFault(func() (err error) {
+			win, err = io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(ix.windows[p.winOff:p.winOff+p.winLen])), 32<<10+1))
+			return err
+		})
+		runtime.KeepAlive(ix)
+		if err != nil {
+			return nil, fmt.Errorf("inflate window of access point %d: %w: %w", seg, ErrCorrupt, err)
+		}
+		if len(win) > 32<<10 {
+			return nil, fmt.Errorf("inflate window of access point %d: longer than 32 KiB: %w", seg, ErrCorrupt)
 		}
 		d.r = resumeGzip(br, p, win)
 	case ix.compression == Zstd && p.Kind == pointStart:

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -51,6 +53,24 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	for _, d := range []string{"FuzzDecode", "FuzzScan"} {
 		if m, _ := filepath.Glob(filepath.Join("testdata", "fuzz", d, "*")); len(m) == 0 {
 			t.Errorf("no seeds in testdata/fuzz/%s; run go test -run TestWriteFuzzSeeds -update-seeds", d)
+		}
+	}
+	// Index seeds of another format version would all stop at the
+	// version check, and the fuzzer would start from nothing useful.
+	m, _ := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzDecode", "index-*"))
+	for _, p := range m {
+		body, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatalf("read seed: %v", err)
+		}
+		lit, ok := strings.CutPrefix(strings.TrimSpace(string(body)), "go test fuzz v1\n[]byte(")
+		lit, ok2 := strings.CutSuffix(lit, ")")
+		b, err := strconv.Unquote(lit)
+		if !ok || !ok2 || err != nil {
+			t.Fatalf("seed %s is not one []byte value", p)
+		}
+		if _, err := Decode([]byte(b)); err != nil {
+			t.Errorf("seed %s: %v; run go test -run TestWriteFuzzSeeds -update-seeds", p, err)
 		}
 	}
 }
