@@ -2,8 +2,10 @@ package overlay
 
 import (
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"runtime"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -159,5 +161,131 @@ func TestMergeMemory100k(t *testing.T) {
 	tr := mustMerge(t, ls)
 	if tr.Len() < 60000 {
 		t.Errorf("Len() = %d, want most of the base layer", tr.Len())
+	}
+}
+
+// stack110k is stack100k (readdir order) plus a sixth layer that copies
+// the first 50,000 entries of its base under opt/, for a merged tree of
+// about 110,000 nodes: the size of the largest image in
+// docs/benchmarks.md.
+func stack110k() []Layer {
+	ls := stack100k(true)
+	extra := make([]tarindex.Entry, 0, 50001)
+	extra = append(extra, dir("opt"))
+	for _, e := range ls[0].Entries[:50000] {
+		e.Name = "opt/" + e.Name
+		extra = append(extra, e)
+	}
+	return append(ls, Layer{Name: "opt", Entries: extra})
+}
+
+var tree110k = sync.OnceValues(func() (*Tree, error) { return Merge(stack110k(), Options{}) })
+
+func mustTree110k(b *testing.B) (*Tree, []byte) {
+	b.Helper()
+	tr, err := tree110k()
+	if err != nil {
+		b.Fatalf("Merge: %v", err)
+	}
+	enc, _ := tr.MarshalBinary()
+	return tr, enc
+}
+
+// BenchmarkTreeDecode110k measures what a warm mount pays for the merged
+// tree: Decode of the encoding (CRC-32C and the validation pass), and
+// the CRC alone for comparison.
+func BenchmarkTreeDecode110k(b *testing.B) {
+	tr, enc := mustTree110k(b)
+	b.Run("decode", func(b *testing.B) {
+		b.SetBytes(int64(len(enc)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := Decode(enc); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(tr.Len()), "nodes")
+		b.ReportMetric(float64(len(enc))/float64(tr.Len()), "B/node")
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(tr.Len()), "ns/node")
+	})
+	b.Run("crc", func(b *testing.B) {
+		b.SetBytes(int64(len(enc)))
+		for b.Loop() {
+			crc32.Checksum(enc, castagnoli)
+		}
+	})
+}
+
+// treePaths returns n random names of the tree (directory and base
+// name), seeded.
+func treePaths(tr *Tree, n int) (dirs []*Node, names []string) {
+	var all []DirEntry
+	var parents []*Node
+	tr.Walk(func(_ string, nd *Node) error {
+		for _, de := range tr.ReadDir(nd) {
+			all = append(all, de)
+			parents = append(parents, nd)
+		}
+		return nil
+	})
+	r := rand.New(rand.NewPCG(3, 4))
+	for range n {
+		i := r.IntN(len(all))
+		dirs, names = append(dirs, parents[i]), append(names, all[i].Name)
+	}
+	return dirs, names
+}
+
+// BenchmarkTreeLookup110k looks up random names in their directories
+// (about 100 children each): a binary search over the encoded dirents
+// and the decoding of the one node found.
+func BenchmarkTreeLookup110k(b *testing.B) {
+	tr, _ := mustTree110k(b)
+	dirs, names := treePaths(tr, 4096)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if tr.Lookup(dirs[i%4096], names[i%4096]) == nil {
+			b.Fatal("Lookup found nothing")
+		}
+		i++
+	}
+}
+
+// BenchmarkTreeNode110k decodes random nodes by ID (the FUSE
+// GetAttr path).
+func BenchmarkTreeNode110k(b *testing.B) {
+	tr, _ := mustTree110k(b)
+	r := rand.New(rand.NewPCG(5, 6))
+	ids := make([]uint64, 4096)
+	for i := range ids {
+		ids[i] = 1 + r.Uint64N(uint64(tr.Len()))
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		tr.Node(ids[i%4096])
+		i++
+	}
+}
+
+// BenchmarkTreeResolve110k resolves random full paths from the root.
+func BenchmarkTreeResolve110k(b *testing.B) {
+	tr, _ := mustTree110k(b)
+	var paths []string
+	r := rand.New(rand.NewPCG(7, 8))
+	tr.Walk(func(p string, _ *Node) error {
+		if r.IntN(20) == 0 {
+			paths = append(paths, p)
+		}
+		return nil
+	})
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := tr.Resolve(paths[i%len(paths)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
 	}
 }

@@ -179,14 +179,17 @@ func mustResolve(t *testing.T, tr *Tree, name string) *Node {
 // checkInvariants checks what every merged tree must satisfy, for any
 // input: no whiteout names, sorted unique names, Lookup agrees with
 // ReadDir, dense unique IDs shared only by hardlinks, link counts, every
-// directory reachable exactly once.
+// directory reachable exactly once. Nodes are fresh on every call, so
+// they are compared by ID and by value, never by pointer.
 func checkInvariants(t testing.TB, tr *Tree) {
 	t.Helper()
-	if tr.Root().ID != 1 || !tr.Root().IsDir() || tr.Node(1) != tr.Root() {
-		t.Fatalf("root = %+v, want directory with ID 1", tr.Root())
+	root := tr.Root()
+	if root == nil || root.ID != 1 || !root.IsDir() || !sameNode(tr.Node(1), root) {
+		t.Fatalf("root = %+v, want directory with ID 1", root)
 	}
-	names := map[*Node]int{}
-	seenDir := map[*Node]bool{tr.Root(): true}
+	names := map[uint64]int{}
+	nodes := map[uint64]*Node{}
+	seenDir := map[uint64]bool{1: true}
 	xattrs := false
 	var walk func(p string, d *Node)
 	walk = func(p string, d *Node) {
@@ -203,23 +206,27 @@ func checkInvariants(t testing.TB, tr *Tree) {
 			if de.Name == "" || de.Name == "." || de.Name == ".." || strings.Contains(de.Name, "/") {
 				t.Errorf("bad name %q in %q", de.Name, p)
 			}
-			if got := tr.Lookup(d, de.Name); got != de.Node {
+			if got := tr.Lookup(d, de.Name); !sameNode(got, de.Node) {
 				t.Errorf("Lookup(%q) = %v, want %v", full, desc(got), desc(de.Node))
 			}
-			if n := tr.Node(de.Node.ID); n != de.Node {
+			if n := tr.Node(de.Node.ID); !sameNode(n, de.Node) {
 				t.Errorf("Node(%d) = %v, want node of %q", de.Node.ID, desc(n), full)
 			}
 			if de.Node.Entry.Type == tar.TypeLink {
 				t.Errorf("%q: node of type hardlink", full)
 			}
-			names[de.Node]++
+			names[de.Node.ID]++
+			if prev, ok := nodes[de.Node.ID]; ok && !sameNode(prev, de.Node) {
+				t.Errorf("%q: node %d differs between its names", full, de.Node.ID)
+			}
+			nodes[de.Node.ID] = de.Node
 			if de.Node.IsDir() {
 				subdirs++
-				if seenDir[de.Node] {
+				if seenDir[de.Node.ID] {
 					t.Errorf("directory %q reachable twice", full)
 					continue
 				}
-				seenDir[de.Node] = true
+				seenDir[de.Node.ID] = true
 				walk(full, de.Node)
 			}
 		}
@@ -227,16 +234,18 @@ func checkInvariants(t testing.TB, tr *Tree) {
 			t.Errorf("%q: Nlink = %d, want %d", p, d.Nlink, 2+subdirs)
 		}
 	}
-	walk(".", tr.Root())
+	walk(".", root)
 	ids := map[uint64]bool{1: true}
-	for n, c := range names {
-		if ids[n.ID] {
-			t.Errorf("ID %d used by two nodes", n.ID)
+	for id, n := range nodes {
+		if id < 1 || id > uint64(tr.Len()) {
+			t.Errorf("ID %d out of 1..%d", id, tr.Len())
 		}
-		ids[n.ID] = true
-		if !n.IsDir() && n.Nlink != uint32(c) {
-			t.Errorf("node %d (%s): Nlink = %d, want %d names", n.ID, n.Entry.Name, n.Nlink, c)
+		ids[id] = true
+		if !n.IsDir() && n.Nlink != uint32(names[id]) {
+			t.Errorf("node %d (%s): Nlink = %d, want %d names", n.ID, n.Entry.Name, n.Nlink, names[id])
 		}
+	}
+	for _, n := range append([]*Node{root}, slices.Collect(maps.Values(nodes))...) {
 		for _, x := range n.Entry.Xattrs {
 			xattrs = true
 			if strings.HasPrefix(x.Key, xattrOverlay) {
@@ -250,6 +259,30 @@ func checkInvariants(t testing.TB, tr *Tree) {
 	if xattrs != tr.HasXattrs() {
 		t.Errorf("HasXattrs() = %v, want %v", tr.HasXattrs(), xattrs)
 	}
+}
+
+// sameNode reports whether a and b are the same node with the same
+// contents (two decodings of one node are equal, never identical).
+func sameNode(a, b *Node) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.ID == b.ID && a.Layer == b.Layer && a.Nlink == b.Nlink && sameEntry(a.Entry, b.Entry)
+}
+
+// sameEntry compares entries field by field, an empty Xattrs or Sparse
+// equal to a nil one (the encoding keeps only what is there).
+func sameEntry(a, b *tarindex.Entry) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Name == b.Name && a.Type == b.Type && a.Mode == b.Mode &&
+		a.UID == b.UID && a.GID == b.GID && a.Size == b.Size &&
+		a.ModTime == b.ModTime && a.Linkname == b.Linkname &&
+		a.Devmajor == b.Devmajor && a.Devminor == b.Devminor &&
+		a.Offset == b.Offset &&
+		slices.Equal(a.Xattrs, b.Xattrs) && slices.Equal(a.Sparse, b.Sparse) &&
+		(a.Sparse == nil) == (b.Sparse == nil) // nil: not sparse; empty: all hole
 }
 
 // fromTar indexes a tar stream the way tarindex.Build is specified to

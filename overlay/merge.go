@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"fmt"
 	"log/slog"
+	"math"
 	"path"
 	"slices"
 	"strconv"
@@ -44,7 +45,7 @@ type mnode struct {
 	// symlink caches entry.Type == TypeSymlink: resolution asks it of
 	// every component and the entry itself is rarely in cache.
 	symlink bool
-	// xattrs caches len(entry.Xattrs) > 0 for freeze, likewise.
+	// xattrs caches len(entry.Xattrs) > 0 for the encoder, likewise.
 	xattrs bool
 }
 
@@ -57,6 +58,8 @@ type mdir struct {
 	// smallDir children; smaller ones are scanned.
 	idx  map[string]int32
 	live int32 // children that are not holes
+	// kidStart is where freeze puts the children in the dirent table.
+	kidStart uint32
 	// unsorted is set once a directory of sortedInsertMax children
 	// gets a child out of name order; until then kids (holes included)
 	// are sorted, so the usual append of a sorted tar stream costs one
@@ -224,9 +227,9 @@ type cachedDir struct {
 }
 
 // Merge applies layers in order, lowest first, and returns the merged
-// tree. The entries are referenced, not copied: they must stay
-// unchanged for the life of the tree. See the package documentation for
-// the rules.
+// tree, encoded (see Tree). The tree copies what it keeps of the
+// entries: they may change or go once Merge returns. See the package
+// documentation for the rules.
 func Merge(layers []Layer, opts Options) (*Tree, error) {
 	m := &merger{log: opts.Logger, dirs: make(map[string]cachedDir)}
 	if m.log == nil {
@@ -243,7 +246,7 @@ func Merge(layers []Layer, opts Options) (*Tree, error) {
 			return nil, fmt.Errorf("apply layer %q: %w", m.label, err)
 		}
 	}
-	return m.freeze(), nil
+	return m.freeze(len(layers))
 }
 
 func implicitEntry(name string) *tarindex.Entry {
@@ -641,10 +644,11 @@ func (m *merger) linkTarget(linkname string) (*mnode, error) {
 	return n, nil
 }
 
-// freeze turns the mutable tree into the compact immutable one: nodes
-// numbered in depth-first order with each directory's children sorted
-// by name, so the same layers always give the same IDs.
-func (m *merger) freeze() *Tree {
+// freeze numbers the nodes of the mutable tree in depth-first order,
+// each directory's children sorted by name, so the same layers always
+// give the same IDs, and encodes the result (docs/tree-format.md): the
+// Tree is those bytes.
+func (m *merger) freeze(layers int) (*Tree, error) {
 	// Count nodes and names.
 	nodes, names := 1, 0
 	stack := []*mnode{m.root}
@@ -666,90 +670,50 @@ func (m *merger) freeze() *Tree {
 			}
 		}
 	}
+	if nodes > math.MaxUint32 || names > math.MaxUint32 || layers > math.MaxInt32 {
+		return nil, fmt.Errorf("encode tree: %d nodes, %d names, %d layers: too many", nodes, names, layers)
+	}
 
-	t := &Tree{
-		nodes:   make([]Node, nodes),
-		dirents: make([]DirEntry, names),
-	}
+	// Number the nodes and lay out the dirent table: a directory's
+	// children get their IDs, in name order, when it is popped, and
+	// their dirents go where the previous directory's ended. The
+	// mutable tree is not used after this, so each directory's kids
+	// are compacted and sorted in place to be its dirents.
+	enc := newEncoder(nodes)
 	m.root.id = 1
-	t.nodes[0] = t.node(m.root)
-	next, pos := uint64(1), 0
-	type kid struct {
-		name string
-		n    *mnode
-	}
-	var kids []kid
+	enc.first(m.root)
+	next, pos := uint32(1), uint32(0)
 	stack = append(stack[:0], m.root)
 	for len(stack) > 0 {
 		d := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		kids = kids[:0]
-		for _, de := range d.kids {
-			if de.node != nil {
-				kids = append(kids, kid{de.name, de.node})
-			}
-		}
+		d.kids = slices.DeleteFunc(d.kids, func(de dentry) bool { return de.node == nil })
 		if d.unsorted {
-			slices.SortFunc(kids, func(a, b kid) int { return strings.Compare(a.name, b.name) })
+			slices.SortFunc(d.kids, func(a, b dentry) int { return strings.Compare(a.name, b.name) })
 		}
-		start, subdirs := pos, 0
-		for _, k := range kids {
-			if k.n.id == 0 {
+		d.kidStart = pos
+		subdirs := 0
+		for _, k := range d.kids {
+			if k.node.id == 0 {
 				next++
-				k.n.id = uint32(next)
-				t.nodes[next-1] = t.node(k.n)
+				k.node.id = next
+				enc.first(k.node)
 			}
-			t.dirents[pos] = DirEntry{Name: k.name, Node: &t.nodes[k.n.id-1]}
-			pos++
-			if k.n.isDir() {
+			enc.dirent(k.name, k.node)
+			if k.node.isDir() {
 				subdirs++
 			}
 		}
-		nd := &t.nodes[d.id-1]
-		nd.kidsStart, nd.kidsLen = int32(start), int32(len(kids))
-		nd.Nlink = uint32(2 + subdirs)
-		for i := len(kids) - 1; i >= 0; i-- {
-			if kids[i].n.isDir() {
-				stack = append(stack, kids[i].n)
+		pos += uint32(len(d.kids))
+		// names, the count of a directory's names (1), is spent: it
+		// holds the link count from now on.
+		d.names = int32(2 + subdirs)
+		enc.dir(d)
+		for i := len(d.kids) - 1; i >= 0; i-- {
+			if k := d.kids[i].node; k.isDir() {
+				stack = append(stack, k)
 			}
 		}
 	}
-	return t
-}
-
-// node makes the frozen form of n, filtering xattrs.
-func (t *Tree) node(n *mnode) Node {
-	e := n.entry
-	if n.xattrs {
-		e = filterXattrs(e)
-		if len(e.Xattrs) > 0 {
-			t.hasXattrs = true
-		}
-	}
-	return Node{ID: uint64(n.id), Layer: int(n.layer), Entry: e, Nlink: uint32(n.names)}
-}
-
-// filterXattrs drops trusted.overlay.* attributes. The entry belongs to
-// the layer index and is shared, so it is copied, and only when needed.
-func filterXattrs(e *tarindex.Entry) *tarindex.Entry {
-	keep := 0
-	for _, x := range e.Xattrs {
-		if !strings.HasPrefix(x.Key, xattrOverlay) {
-			keep++
-		}
-	}
-	if keep == len(e.Xattrs) {
-		return e
-	}
-	c := *e
-	c.Xattrs = make([]tarindex.Xattr, 0, keep)
-	for _, x := range e.Xattrs {
-		if !strings.HasPrefix(x.Key, xattrOverlay) {
-			c.Xattrs = append(c.Xattrs, x)
-		}
-	}
-	if keep == 0 {
-		c.Xattrs = nil
-	}
-	return &c
+	return enc.finish(layers)
 }

@@ -249,7 +249,7 @@ func compareRef(tr *Tree, want map[string]*refObj) string {
 			if n.Layer != -1 || !n.IsDir() || n.Entry.Mode != 0o755 {
 				msgs = append(msgs, fmt.Sprintf("Lookup(%q) = %s, want implicit directory", p, desc(n)))
 			}
-		case n.Entry != o.entry || n.Layer != o.layer:
+		case !sameEntry(n.Entry, o.entry) || n.Layer != o.layer:
 			msgs = append(msgs, fmt.Sprintf("Lookup(%q) = %s (%q), want %s (%q)", p, desc(n), n.Entry.Name, refDesc(o), o.entry.Name))
 		}
 		if !o.isDir() {

@@ -51,8 +51,15 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Node is one file of the merged tree. Hardlinked names share one Node.
-// Nodes belong to their Tree and must not be modified.
+// Node is one file of the merged tree. Hardlinked names share one Node
+// ID.
+//
+// A Node is decoded from the tree's encoding by every call that returns
+// one, so two calls give different pointers for the same file: compare
+// nodes by ID, never by pointer. Nothing is cached in the Tree: a Node
+// costs memory only while its caller keeps it, and changing it changes
+// nothing else. The strings of a Node's Entry point into the tree's
+// encoding and keep it alive.
 type Node struct {
 	// ID is stable for a given stack of layers and is used as the
 	// inode number; the root is 1. IDs are dense: 1..Tree.Len().
@@ -60,17 +67,16 @@ type Node struct {
 	// Layer is the index in the Merge input of the layer that provides
 	// the entry, or -1 for a directory no layer lists.
 	Layer int
-	// Entry holds the metadata and the content location inside Layer.
-	// Entry.Name is the name in that layer, which need not be the
-	// merged path. Xattrs are already filtered. Entry.Type is never
-	// tar.TypeLink: a hardlink's names all point at its target's Node.
+	// Entry holds the metadata and the content location inside Layer:
+	// a copy of the layer's entry, every field kept. Entry.Name is the
+	// name in that layer, which need not be the merged path. Xattrs
+	// are already filtered. Entry.Type is never tar.TypeLink: a
+	// hardlink's names all point at its target's Node. Empty Xattrs
+	// and Sparse are nil.
 	Entry *tarindex.Entry
 	// Nlink counts the names of a non-directory, and 2 + subdirectories
 	// for a directory.
 	Nlink uint32
-
-	// kids is the range of this directory's children in Tree.dirents.
-	kidsStart, kidsLen int32
 }
 
 // IsDir reports whether n is a directory.
@@ -82,58 +88,75 @@ type DirEntry struct {
 	Node *Node
 }
 
-// Tree is the immutable merged tree. It is safe for concurrent use.
+// Tree is the immutable merged tree, safe for concurrent use. It is one
+// encoded byte slice (docs/tree-format.md) and nothing else: Merge
+// encodes the tree it built, Decode checks an encoding a cache kept,
+// and every method reads the bytes, decoding only the nodes it returns.
+// So that a warm mount costs one pass over the bytes whatever the
+// image's size, nothing is decoded ahead and nothing decoded is kept:
+// each call that returns nodes returns fresh ones (compare them by ID),
+// and memory follows what callers keep. Lookup is a binary search over
+// the encoded names of one directory; Node is an index into fixed-size
+// records.
 type Tree struct {
-	// nodes is indexed by ID-1; DirEntry.Node points into it.
-	nodes []Node
-	// dirents holds every directory's children, each directory's
-	// children contiguous and sorted by name.
-	dirents   []DirEntry
-	hasXattrs bool
+	b []byte // the whole encoding, returned by MarshalBinary
+	// Sections of b, cut by newTree. extra and names are also kept as
+	// strings over the same bytes, so that decoded strings are
+	// substrings: no copy, no allocation.
+	nodes, dirents, extra []byte
+	extraStr, names       string
+	len, ndirents         uint32
+	layers                uint32
+	hasXattrs             bool
 }
 
 // Root returns the root directory.
-func (t *Tree) Root() *Node { return &t.nodes[0] }
+func (t *Tree) Root() *Node { return t.Node(1) }
 
 // Len returns the number of nodes (distinct inodes) in the tree.
-func (t *Tree) Len() int { return len(t.nodes) }
+func (t *Tree) Len() int { return int(t.len) }
+
+// Layers returns the number of layers merged into the tree. Every
+// Node.Layer is below it.
+func (t *Tree) Layers() int { return int(t.layers) }
 
 // Lookup returns the child of dir called name, or nil. It never follows
-// symlinks.
+// symlinks. It decodes only the child it returns.
 func (t *Tree) Lookup(dir *Node, name string) *Node {
-	kids := t.ReadDir(dir)
-	lo, hi := 0, len(kids)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if kids[m].Name < name {
-			lo = m + 1
-		} else {
-			hi = m
-		}
+	if dir == nil || !t.valid(dir.ID) {
+		return nil
 	}
-	if lo < len(kids) && kids[lo].Name == name {
-		return kids[lo].Node
+	if id := t.lookup(uint32(dir.ID), name); id != 0 {
+		return t.node(id)
 	}
 	return nil
 }
 
 // ReadDir returns dir's children sorted by name, or nil if dir is not a
-// directory. The slice is shared by all callers and must not be
-// modified; it is never written after Merge returns.
+// directory or is empty. The slice and its nodes are fresh: the caller
+// owns them.
 func (t *Tree) ReadDir(dir *Node) []DirEntry {
-	if dir == nil || dir.kidsLen == 0 {
+	if dir == nil || !t.valid(dir.ID) {
 		return nil
 	}
-	s, e := int(dir.kidsStart), int(dir.kidsStart)+int(dir.kidsLen)
-	return t.dirents[s:e:e]
+	start, n := t.kids(uint32(dir.ID))
+	if n == 0 {
+		return nil
+	}
+	des := make([]DirEntry, n)
+	for i := range des {
+		name, id := t.dirent(start + uint32(i))
+		des[i] = DirEntry{Name: name, Node: t.node(id)}
+	}
+	return des
 }
 
 // Node returns the node with the given ID, or nil.
 func (t *Tree) Node(id uint64) *Node {
-	if id == 0 || id > uint64(len(t.nodes)) {
+	if !t.valid(id) {
 		return nil
 	}
-	return &t.nodes[id-1]
+	return t.node(uint32(id))
 }
 
 // HasXattrs reports whether any node carries an xattr.
@@ -156,13 +179,17 @@ func (t *Tree) Resolve(name string) (*Node, error) {
 // ResolvePath walks name like Resolve and also returns the node's place
 // in the tree ("." or "a/b", every symlink followed). With follow set,
 // or a trailing slash, a symlink in the last component is followed too,
-// as stat(2) does. Nothing ever resolves outside the tree.
+// as stat(2) does. Nothing ever resolves outside the tree. Only the
+// node returned is decoded; the walk reads the records in place.
 func (t *Tree) ResolvePath(name string, follow bool) (*Node, string, error) {
+	if t.len == 0 {
+		return nil, "", fmt.Errorf("resolve %q: %w", name, ErrNotExist)
+	}
 	type frame struct {
-		node *Node
+		id   uint32
 		name string
 	}
-	stack := []frame{{node: t.Root(), name: "."}}
+	stack := []frame{{id: 1, name: "."}}
 	follow = follow || strings.HasSuffix(name, "/")
 	rest := strings.TrimLeft(name, "/")
 	links := 0
@@ -179,27 +206,27 @@ func (t *Tree) ResolvePath(name string, follow bool) (*Node, string, error) {
 			}
 			continue
 		}
-		cur := stack[len(stack)-1].node
-		if !cur.IsDir() {
+		cur := stack[len(stack)-1].id
+		if t.typ(cur) != typeDir {
 			return nil, "", fmt.Errorf("resolve %q: %w", name, ErrNotDir)
 		}
-		n := t.Lookup(cur, comp)
-		if n == nil {
+		id := t.lookup(cur, comp)
+		if id == 0 {
 			return nil, "", fmt.Errorf("resolve %q: %w", name, ErrNotExist)
 		}
-		if n.Entry.Type == typeSymlink && (rest != "" || follow) {
+		if t.typ(id) == typeSymlink && (rest != "" || follow) {
 			links++
 			if links > maxLookupSymlinks {
 				return nil, "", fmt.Errorf("resolve %q: %w", name, ErrSymlinkLoop)
 			}
-			target := n.Entry.Linkname
+			target := t.linkname(id)
 			if strings.HasPrefix(target, "/") {
 				stack = stack[:1]
 			}
 			rest = target + "/" + rest
 			continue
 		}
-		stack = append(stack, frame{node: n, name: comp})
+		stack = append(stack, frame{id: id, name: comp})
 	}
 	names := make([]string, 0, len(stack)-1)
 	for _, f := range stack[1:] {
@@ -209,39 +236,56 @@ func (t *Tree) ResolvePath(name string, follow bool) (*Node, string, error) {
 	if p == "" {
 		p = "."
 	}
-	return stack[len(stack)-1].node, p, nil
+	return t.node(stack[len(stack)-1].id), p, nil
 }
 
 // Walk calls fn for every name in the tree in depth-first order, children
 // sorted by name, starting with the root as ".". Paths are slash
 // separated and relative to the root. A hardlinked node is visited once
-// per name. If fn returns iofs.SkipDir for a directory its children are
-// skipped; any other error stops the walk and is returned.
+// per name, each time as a fresh Node. If fn returns iofs.SkipDir for a
+// directory its children are skipped; any other error stops the walk
+// and is returned. The walk keeps its own stack, so no tree is too deep
+// for it.
 func (t *Tree) Walk(fn func(name string, n *Node) error) error {
-	err := fn(".", t.Root())
+	root := t.Root()
+	if root == nil {
+		return nil
+	}
+	err := fn(".", root)
 	if err == iofs.SkipDir {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	return t.walk("", t.Root(), fn)
-}
-
-func (t *Tree) walk(prefix string, dir *Node, fn func(string, *Node) error) error {
-	for _, de := range t.ReadDir(dir) {
-		name := prefix + de.Name
-		err := fn(name, de.Node)
+	// One frame per open directory: its path prefix and the dirents
+	// still to visit.
+	type frame struct {
+		prefix    string
+		next, end uint32
+	}
+	start, n := t.kids(1)
+	stack := []frame{{prefix: "", next: start, end: start + n}}
+	for len(stack) > 0 {
+		f := &stack[len(stack)-1]
+		if f.next == f.end {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		de, id := t.dirent(f.next)
+		f.next++
+		name := f.prefix + de
+		node := t.node(id)
+		err := fn(name, node)
 		if err == iofs.SkipDir {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		if de.Node.IsDir() {
-			if err := t.walk(name+"/", de.Node, fn); err != nil {
-				return err
-			}
+		if node.IsDir() {
+			s, n := t.kids(id)
+			stack = append(stack, frame{prefix: name + "/", next: s, end: s + n})
 		}
 	}
 	return nil
