@@ -8,7 +8,7 @@
 // browse works only on an opened *rootfs.RootFS: the merged tree of
 // package overlay and file contents through RootFS.ReadAt. It never
 // touches FUSE, never writes anything to disk and never parses a layer
-// itself; it reads the layer indexes (RootFS.Indexes) only to tell where
+// itself; it reads the layers' entries (RootFS.Entries) only to tell where
 // a path comes from.
 //
 // # Paths and symlinks

@@ -2,6 +2,7 @@ package browse
 
 import (
 	"archive/tar"
+	"context"
 	"fmt"
 	"io"
 	"path"
@@ -92,7 +93,7 @@ type LayerEvent struct {
 // layer wrote "lib/x" while "lib" was a symlink to "usr/lib") is not
 // listed under "usr/lib/x"; it is listed under "lib/x" if that name
 // still exists.
-func Stat(r *rootfs.RootFS, name string) (*Info, error) {
+func Stat(ctx context.Context, r *rootfs.RootFS, name string) (*Info, error) {
 	res, err := resolve(r.Tree, name, false)
 	if err != nil {
 		return nil, fmt.Errorf("stat: %w", err)
@@ -134,12 +135,14 @@ func Stat(r *rootfs.RootFS, name string) (*Info, error) {
 	if n.Layer >= 0 {
 		info.Layer = &LayerRef{Index: n.Layer + 1, Digest: r.Layers[n.Layer].Descriptor.Digest, Name: e.Name}
 	}
-	info.History = history(r, res.path, n.Layer, e)
+	if info.History, err = history(ctx, r, res.path, n.Layer, e); err != nil {
+		return nil, fmt.Errorf("stat: %w", err)
+	}
 	return info, nil
 }
 
 // history scans every layer's entries for those that concern p.
-func history(r *rootfs.RootFS, p string, layer int, provider *tarindex.Entry) []LayerEvent {
+func history(ctx context.Context, r *rootfs.RootFS, p string, layer int, provider *tarindex.Entry) ([]LayerEvent, error) {
 	names := map[string]bool{p: true}
 	if layer >= 0 {
 		names[provider.Name] = true
@@ -160,10 +163,14 @@ func history(r *rootfs.RootFS, p string, layer int, provider *tarindex.Entry) []
 		}
 	}
 	var events []LayerEvent
-	for i, ix := range r.Indexes {
+	for i := range r.Layers {
+		entries, err := r.Entries(ctx, i)
+		if err != nil {
+			return nil, err
+		}
 		ref := LayerRef{Index: i + 1, Digest: r.Layers[i].Descriptor.Digest}
-		for j := range ix.Entries {
-			e := &ix.Entries[j]
+		for j := range entries {
+			e := &entries[j]
 			ev := LayerEvent{LayerRef: ref}
 			ev.Name = e.Name
 			switch {
@@ -184,7 +191,7 @@ func history(r *rootfs.RootFS, p string, layer int, provider *tarindex.Entry) []
 			events = append(events, ev)
 		}
 	}
-	return events
+	return events, nil
 }
 
 // WriteText prints info for people, one field a line.

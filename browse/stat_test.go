@@ -1,6 +1,7 @@
 package browse
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -80,7 +81,7 @@ func TestStat(t *testing.T) {
 	}
 	for _, tc := range vectors {
 		t.Run(tc.path, func(t *testing.T) {
-			info, err := Stat(r, tc.path)
+			info, err := Stat(context.Background(), r, tc.path)
 			if err != nil {
 				t.Fatalf("Stat(%q) = %v", tc.path, err)
 			}

@@ -65,6 +65,7 @@ func (o Options) attrTimeout() time.Duration {
 // tree is what fs needs of an overlay.Tree.
 type tree interface {
 	Root() *overlay.Node
+	Node(id uint64) *overlay.Node
 	Lookup(dir *overlay.Node, name string) *overlay.Node
 	ReadDir(dir *overlay.Node) []overlay.DirEntry
 	HasXattrs() bool
@@ -88,10 +89,27 @@ type filesystem struct {
 
 // node is one inode of the mount: an overlay node the kernel has asked
 // about. Hardlinked names share one node.
+//
+// It keeps only the overlay node's ID and decodes the node from the
+// tree when a request needs it (a few hundred nanoseconds, against tens
+// of microseconds for the FUSE round trip): after a walk of the whole
+// image the kernel holds an inode for every file, and so do we, so
+// every byte kept here is paid once per file of the image. The file
+// type, which most requests check first, is in the Inode's StableAttr.
 type node struct {
 	fusefs.Inode
 	fsys *filesystem
-	n    *overlay.Node
+	id   uint64
+}
+
+// node decodes the overlay node this inode serves.
+func (n *node) node() *overlay.Node {
+	if o := n.fsys.tree.Node(n.id); o != nil {
+		return o
+	}
+	// IDs come from the tree itself, so this cannot happen; an
+	// empty directory is the least harmful answer if it does.
+	return &overlay.Node{ID: n.id, Layer: -1}
 }
 
 // NewRoot returns the root of a node tree serving t with file contents
@@ -116,14 +134,14 @@ func newRoot(t tree, content Content, opts Options) *node {
 		attrTimeout:  opts.attrTimeout(),
 		hasXattrs:    t.HasXattrs(),
 	}
-	return &node{fsys: fsys, n: t.Root()}
+	return &node{fsys: fsys, id: t.Root().ID}
 }
 
 // newChild returns the inode of child, making one if the kernel has not
 // seen child yet. NewInode deduplicates on the inode number, so
 // concurrent lookups and hardlinks end up with one inode.
 func (n *node) newChild(ctx context.Context, child *overlay.Node) *fusefs.Inode {
-	ops := &node{fsys: n.fsys, n: child}
+	ops := &node{fsys: n.fsys, id: child.ID}
 	return n.NewInode(ctx, ops, fusefs.StableAttr{Mode: fileType(child.Entry), Ino: child.ID})
 }
 
@@ -194,8 +212,11 @@ func fillAttr(n *overlay.Node, out *fuse.Attr) {
 	out.Atimensec, out.Mtimensec, out.Ctimensec = nsec, nsec, nsec
 }
 
-func (n *node) isDir() bool     { return fileType(n.n.Entry) == syscall.S_IFDIR }
-func (n *node) isRegular() bool { return fileType(n.n.Entry) == syscall.S_IFREG }
+// fileMode is the inode's S_IF* type. go-fuse gives the root S_IFDIR.
+func (n *node) fileMode() uint32 { return n.StableAttr().Mode & syscall.S_IFMT }
+
+func (n *node) isDir() bool     { return n.fileMode() == syscall.S_IFDIR }
+func (n *node) isRegular() bool { return n.fileMode() == syscall.S_IFREG }
 
 var _ = (fusefs.NodeLookuper)((*node)(nil))
 
@@ -203,7 +224,7 @@ var _ = (fusefs.NodeLookuper)((*node)(nil))
 // its inode. Failed lookups are cached by the kernel through the
 // NegativeTimeout that Mount sets.
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	child := n.fsys.tree.Lookup(n.n, name)
+	child := n.fsys.tree.Lookup(n.node(), name)
 	if child == nil {
 		return nil, syscall.ENOENT
 	}
@@ -217,7 +238,7 @@ var _ = (fusefs.NodeGetattrer)((*node)(nil))
 
 // Getattr reports the entry's metadata.
 func (n *node) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fillAttr(n.n, &out.Attr)
+	fillAttr(n.node(), &out.Attr)
 	out.SetTimeout(n.fsys.attrTimeout)
 	return 0
 }
@@ -234,7 +255,7 @@ func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
 		return syscall.EROFS
 	}
 	if mask&unix.X_OK != 0 && !n.isDir() {
-		if e := n.n.Entry; e == nil || e.Mode&0o111 == 0 {
+		if e := n.node().Entry; e == nil || e.Mode&0o111 == 0 {
 			return syscall.EACCES
 		}
 	}
@@ -256,14 +277,14 @@ func (n *node) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
 	if !n.isDir() {
 		return nil, syscall.ENOTDIR
 	}
-	children := n.fsys.tree.ReadDir(n.n)
-	parent := n.n.ID
+	children := n.fsys.tree.ReadDir(n.node())
+	parent := n.id
 	if _, p := n.Parent(); p != nil {
 		parent = p.StableAttr().Ino
 	}
 	list := make([]fuse.DirEntry, 0, len(children)+2)
 	list = append(list,
-		fuse.DirEntry{Name: ".", Ino: n.n.ID, Mode: syscall.S_IFDIR},
+		fuse.DirEntry{Name: ".", Ino: n.id, Mode: syscall.S_IFDIR},
 		fuse.DirEntry{Name: "..", Ino: parent, Mode: syscall.S_IFDIR})
 	for _, c := range children {
 		if len(c.Name) > maxNameLen {
@@ -377,7 +398,8 @@ func (n *node) Read(ctx context.Context, f fusefs.FileHandle, dest []byte, off i
 	if !n.isRegular() {
 		return nil, syscall.EISDIR
 	}
-	size := n.n.Entry.Size
+	o := n.node()
+	size := o.Entry.Size
 	if off < 0 {
 		return nil, syscall.EINVAL
 	}
@@ -387,7 +409,7 @@ func (n *node) Read(ctx context.Context, f fusefs.FileHandle, dest []byte, off i
 	if rest := size - off; int64(len(dest)) > rest {
 		dest = dest[:rest]
 	}
-	got, err := n.fsys.content.ReadAt(n.n, dest, off)
+	got, err := n.fsys.content.ReadAt(o, dest, off)
 	if got == len(dest) && (err == nil || errors.Is(err, io.EOF)) {
 		return fuse.ReadResultData(dest), 0
 	}
@@ -396,24 +418,27 @@ func (n *node) Read(ctx context.Context, f fusefs.FileHandle, dest []byte, off i
 		// the blob does not hold what it should.
 		err = io.ErrUnexpectedEOF
 	}
-	return nil, n.fsys.errno("read", n.n, err)
+	return nil, n.fsys.errno("read", o, err)
 }
 
 var _ = (fusefs.NodeReadlinker)((*node)(nil))
 
 // Readlink returns a symlink's target verbatim.
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	if fileType(n.n.Entry) != syscall.S_IFLNK {
+	if n.fileMode() != syscall.S_IFLNK {
 		return nil, syscall.EINVAL
 	}
-	return []byte(n.n.Entry.Linkname), 0
+	return []byte(n.node().Entry.Linkname), 0
 }
 
 func (n *node) xattrs() []tarindex.Xattr {
-	if !n.fsys.hasXattrs || n.n.Entry == nil {
+	if !n.fsys.hasXattrs {
 		return nil
 	}
-	return n.n.Entry.Xattrs
+	if e := n.node().Entry; e != nil {
+		return e.Xattrs
+	}
+	return nil
 }
 
 var _ = (fusefs.NodeGetxattrer)((*node)(nil))

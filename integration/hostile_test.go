@@ -493,22 +493,29 @@ func TestCacheFaults(t *testing.T) {
 		f.Close()
 		check(t, dir, "store index")
 	})
-	t.Run("corrupted between mounts", func(t *testing.T) {
-		dir := t.TempDir()
-		check(t, dir, "")
-		var files []string
-		filepath.WalkDir(dir, func(p string, d iofs.DirEntry, err error) error {
-			if err == nil && d.Type().IsRegular() && !strings.HasSuffix(p, ".lock") {
-				files = append(files, p)
+	// The cache holds the layer's index and the merged tree; a
+	// damaged one of either is noticed and rebuilt.
+	for _, tc := range []struct{ kind, log string }{
+		{"index", "rebuild cached index"},
+		{"tree", "rebuild cached tree"},
+	} {
+		t.Run(tc.kind+" corrupted between mounts", func(t *testing.T) {
+			dir := t.TempDir()
+			check(t, dir, "")
+			var files []string
+			filepath.WalkDir(filepath.Join(dir, tc.kind), func(p string, d iofs.DirEntry, err error) error {
+				if err == nil && d.Type().IsRegular() && !strings.HasSuffix(p, ".lock") {
+					files = append(files, p)
+				}
+				return nil
+			})
+			if len(files) != 1 {
+				t.Fatalf("%s cache files %q, want one", tc.kind, files)
 			}
-			return nil
+			flipByte(t, files[0], 100)
+			check(t, dir, tc.log)
 		})
-		if len(files) != 1 {
-			t.Fatalf("cache files %q, want one", files)
-		}
-		flipByte(t, files[0], 100)
-		check(t, dir, "rebuild cached index")
-	})
+	}
 }
 
 // TestMountsTogether: the same image mounted twice and another image

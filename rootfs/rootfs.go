@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/ocifs/ocifs/image"
+	"github.com/ocifs/ocifs/internal/cachefile"
 	"github.com/ocifs/ocifs/overlay"
 	"github.com/ocifs/ocifs/tarindex"
 )
@@ -43,12 +44,17 @@ const (
 
 // RootFS is an opened image. It is safe for concurrent use.
 type RootFS struct {
-	Image   *image.Image
-	Layers  []image.Layer      // in manifest order, lowest first
-	Indexes []*tarindex.Index  // one per layer
+	Image  *image.Image
+	Layers []image.Layer // in manifest order, lowest first
+	// Indexes holds one index per layer. When the merged tree came
+	// from the cache they may hold only what reading needs, without
+	// entries: Entries loads those.
+	Indexes []*tarindex.Index
 	Tree    *overlay.Tree      // the merged tree
 	readers []*tarindex.Reader // one per layer
 	blobs   []*image.Blob      // one per layer
+	cache   *tarindex.Cache
+	treeMap *cachefile.Mapping // holds Tree when it came from the cache
 }
 
 // Open resolves ref and prepares its merged tree.
@@ -61,6 +67,12 @@ func Open(ctx context.Context, ref string, opts Options) (*RootFS, error) {
 }
 
 // OpenImage prepares the merged tree of an already resolved image.
+//
+// The merged tree of a stack of layers is cached beside the layer
+// indexes (see treeCache): when it is there, the layers' entries are
+// not even decoded, only the access points their readers need, so
+// opening costs the same for ten files or a million. Otherwise the
+// indexes are loaded or built, merged, and the tree is stored.
 func OpenImage(ctx context.Context, img *image.Image, opts Options) (_ *RootFS, err error) {
 	logger := opts.Logger
 	if logger == nil {
@@ -76,6 +88,7 @@ func OpenImage(ctx context.Context, img *image.Image, opts Options) (_ *RootFS, 
 		Indexes: make([]*tarindex.Index, len(layers)),
 		readers: make([]*tarindex.Reader, len(layers)),
 		blobs:   make([]*image.Blob, len(layers)),
+		cache:   &tarindex.Cache{Dir: opts.CacheDir, Logger: logger},
 	}
 	defer func() {
 		if err != nil {
@@ -87,31 +100,46 @@ func OpenImage(ctx context.Context, img *image.Image, opts Options) (_ *RootFS, 
 			return nil, fmt.Errorf("open layer %d: %w", i+1, err)
 		}
 	}
-	if err := r.index(ctx, opts, logger); err != nil {
+	trees := &treeCache{dir: r.cache.Dir, logger: logger}
+	if trees.dir == "" {
+		trees.dir = tarindex.DefaultCacheDir()
+	}
+	tree, treeMap := trees.load(layers)
+	r.treeMap = treeMap
+	if err := r.index(ctx, opts, tree != nil); err != nil {
 		return nil, err
 	}
-
-	merge := make([]overlay.Layer, len(layers))
 	ro := tarindex.ReaderOptions{CacheBytes: max(cacheBytes/int64(len(layers)+1), minLayerCacheBytes)}
 	for i, ix := range r.Indexes {
-		merge[i] = overlay.Layer{Name: layers[i].Descriptor.Digest.String(), Entries: ix.Entries}
 		r.readers[i] = tarindex.NewReader(ix, r.blobs[i], ro)
 	}
-	if r.Tree, err = overlay.Merge(merge, overlay.Options{Logger: logger}); err != nil {
-		return nil, fmt.Errorf("merge layers of %s: %w", img.Ref, err)
+	if tree == nil {
+		merge := make([]overlay.Layer, len(layers))
+		for i, ix := range r.Indexes {
+			merge[i] = overlay.Layer{Name: layers[i].Descriptor.Digest.String(), Entries: ix.Entries}
+		}
+		if tree, err = overlay.Merge(merge, overlay.Options{Logger: logger}); err != nil {
+			return nil, fmt.Errorf("merge layers of %s: %w", img.Ref, err)
+		}
+		trees.store(layers, tree)
 	}
+	r.Tree = tree
 	return r, nil
 }
 
 // index loads or builds every layer's index, at most opts.Parallel at
-// once; the first error cancels the others.
-func (r *RootFS) index(ctx context.Context, opts Options, logger *slog.Logger) error {
+// once; the first error cancels the others. With accessOnly, a cached
+// index is loaded without its entries.
+func (r *RootFS) index(ctx context.Context, opts Options, accessOnly bool) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	cache := &tarindex.Cache{Dir: opts.CacheDir, Logger: logger}
 	parallel := opts.Parallel
 	if parallel <= 0 {
 		parallel = runtime.GOMAXPROCS(0)
+	}
+	load := r.cache.Index
+	if accessOnly {
+		load = r.cache.Access
 	}
 	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
@@ -129,7 +157,7 @@ func (r *RootFS) index(ctx context.Context, opts Options, logger *slog.Logger) e
 			if opts.Progress != nil {
 				bo.Progress = func(n int64) { opts.Progress(i, n) }
 			}
-			ix, err := cache.Index(ctx, r.blobs[i], l.Descriptor, bo)
+			ix, err := load(ctx, r.blobs[i], l.Descriptor, bo)
 			if err != nil {
 				cancel(fmt.Errorf("layer %d: %w", i+1, err))
 				return
@@ -144,6 +172,23 @@ func (r *RootFS) index(ctx context.Context, opts Options, logger *slog.Logger) e
 	return nil
 }
 
+// Entries returns layer i's entries in tar order (lowest layer 0),
+// loading its full index from the cache if Open did not need them.
+func (r *RootFS) Entries(ctx context.Context, i int) ([]tarindex.Entry, error) {
+	if i < 0 || i >= len(r.Layers) {
+		return nil, fmt.Errorf("entries of layer %d: no such layer", i+1)
+	}
+	if ix := r.Indexes[i]; ix.Entries != nil || ix.Summary().Entries == 0 {
+		return ix.Entries, nil
+	}
+	l := r.Layers[i]
+	ix, err := r.cache.Index(ctx, r.blobs[i], l.Descriptor, tarindex.BuildOptions{DiffID: l.DiffID})
+	if err != nil {
+		return nil, fmt.Errorf("entries of layer %d: %w", i+1, err)
+	}
+	return ix.Entries, nil
+}
+
 // ErrNotRegular is returned when reading a node that has no contents.
 var ErrNotRegular = errors.New("rootfs: not a regular file")
 
@@ -155,7 +200,8 @@ func (r *RootFS) ReadAt(n *overlay.Node, p []byte, off int64) (int, error) {
 	return r.readers[n.Layer].ReadAt(n.Entry, p, off)
 }
 
-// Close releases the readers and the blobs.
+// Close releases the readers, the blobs and the tree: no node or name
+// from Tree may be used afterwards.
 func (r *RootFS) Close() error {
 	var errs []error
 	for _, rd := range r.readers {
@@ -167,6 +213,9 @@ func (r *RootFS) Close() error {
 		if b != nil {
 			errs = append(errs, b.Close())
 		}
+	}
+	if r.treeMap != nil {
+		errs = append(errs, r.treeMap.Close())
 	}
 	return errors.Join(errs...)
 }

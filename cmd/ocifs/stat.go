@@ -41,7 +41,7 @@ follow it). Symlinks before it are followed inside the image.`,
 				return err
 			}
 			defer r.Close()
-			info, err := browse.Stat(r, args[1])
+			info, err := browse.Stat(cmd.Context(), r, args[1])
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,103 @@
+package rootfs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	iofs "io/fs"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+
+	"github.com/ocifs/ocifs/image"
+	"github.com/ocifs/ocifs/internal/cachefile"
+	"github.com/ocifs/ocifs/overlay"
+)
+
+// treeCache keeps merged trees on disk, one file per stack of layers,
+// beside the layer indexes:
+//
+//	DIR/tree/v<overlay.FormatVersion>/sha256/<key>
+//
+// The key is the SHA-256 of the layers' digests and diffIDs in order
+// (treeKey): the entries of a layer are a function of its blob, so the
+// same stack always merges to the same tree, whichever image lists it.
+// A file is trusted only if overlay.Decode accepts it (magic, version,
+// CRC-32C, every record in bounds), as index files are; a bad one is
+// rebuilt and replaced. Writes are atomic (temporary file, fsync,
+// rename) and need no lock: two processes merging the same stack write
+// the same bytes.
+type treeCache struct {
+	dir    string
+	logger *slog.Logger
+}
+
+// treeKey names the merged tree of layers.
+func treeKey(layers []image.Layer) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "ocifs merged tree v%d\n", overlay.FormatVersion)
+	for _, l := range layers {
+		fmt.Fprintf(h, "%s %s\n", l.Descriptor.Digest, l.DiffID)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (c *treeCache) path(layers []image.Layer) string {
+	return filepath.Join(c.dir, "tree", "v"+strconv.Itoa(overlay.FormatVersion), "sha256", treeKey(layers))
+}
+
+// load returns the cached tree of layers and the mapping that holds
+// it, or nils when there is no usable one (a file that is missing,
+// unreadable or bad only means merging again; the reason is logged).
+// The file is mapped, not read: on the VMs ocifs is measured on,
+// touching fresh heap pages costs microseconds each, which for a
+// 100k-file tree (~13 MB) is more than a mount's whole time budget (see
+// internal/cachefile). The tree points into the mapping, which must
+// stay mapped while the tree or any name from it is used.
+//
+// Decode runs under cachefile.CatchFault, so a file truncated while
+// being checked is an error; one truncated in place while mounted
+// (which nothing in ocifs does: files are replaced by rename) would
+// fault on the next read of it, as with any mapped cache
+// (docs/security.md).
+func (c *treeCache) load(layers []image.Layer) (*overlay.Tree, *cachefile.Mapping) {
+	p := c.path(layers)
+	m, err := cachefile.Map(p)
+	if err != nil {
+		if !errors.Is(err, iofs.ErrNotExist) {
+			c.logger.Info("merge again: cached tree unreadable", "path", p, "reason", err)
+		}
+		return nil, nil
+	}
+	var t *overlay.Tree
+	err = cachefile.CatchFault(func() error {
+		var err error
+		t, err = overlay.Decode(m.Bytes())
+		return err
+	})
+	if err == nil && t.Layers() != len(layers) {
+		// The key names the layers, so only a file copied in from
+		// elsewhere could disagree; every Node.Layer must name one.
+		err = fmt.Errorf("tree of %d layers, image has %d", t.Layers(), len(layers))
+	}
+	if err != nil {
+		m.Close()
+		c.logger.Info("rebuild cached tree", "path", p, "reason", err)
+		return nil, nil
+	}
+	return t, m
+}
+
+// store writes t as the tree of layers; failing only costs a merge
+// next time, so it is logged, not returned.
+func (c *treeCache) store(layers []image.Layer, t *overlay.Tree) {
+	p := c.path(layers)
+	b, err := t.MarshalBinary()
+	if err == nil {
+		err = cachefile.WriteAtomic(p, b)
+	}
+	if err != nil {
+		c.logger.Warn("store merged tree", "path", p, "err", err)
+	}
+}

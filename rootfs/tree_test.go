@@ -1,0 +1,144 @@
+package rootfs
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/ocifs/ocifs/internal/imagetest"
+	"github.com/ocifs/ocifs/internal/tartest"
+	"github.com/ocifs/ocifs/overlay"
+)
+
+// treeFiles returns the merged-tree files in cache.
+func treeFiles(t *testing.T, cache string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(cache, "tree", "v*", "sha256", "*[0-9a-f]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// TestTreeCache: the first Open merges and stores the tree; the next
+// one loads it and no layer's entries (that is the point: opening is
+// then independent of the number of files), yet serves the same tree
+// and bytes, and still finds every layer's entries on demand.
+func TestTreeCache(t *testing.T) {
+	ref := twoLayers(t)
+	cache := t.TempDir()
+	ctx := context.Background()
+
+	cold, err := Open(ctx, ref, Options{CacheDir: cache})
+	if err != nil {
+		t.Fatalf("Open (cold): %v", err)
+	}
+	defer cold.Close()
+	if files := treeFiles(t, cache); len(files) != 1 {
+		t.Fatalf("after a cold Open the cache holds tree files %v, want 1", files)
+	}
+
+	warm, err := Open(ctx, ref, Options{CacheDir: cache})
+	if err != nil {
+		t.Fatalf("Open (warm): %v", err)
+	}
+	defer warm.Close()
+	for i, ix := range warm.Indexes {
+		if ix.Entries != nil {
+			t.Errorf("warm Open decoded the entries of layer %d; want only its access points", i+1)
+		}
+	}
+	a, _ := cold.Tree.MarshalBinary()
+	b, _ := warm.Tree.MarshalBinary()
+	if !bytes.Equal(a, b) {
+		t.Errorf("cached tree differs from the merged one")
+	}
+	if got, want := string(readAll(t, warm, "etc/os-release")), "ID=test\n"; got != want {
+		t.Errorf("etc/os-release = %q, want %q", got, want)
+	}
+	for i := range warm.Layers {
+		got, err := warm.Entries(ctx, i)
+		if err != nil {
+			t.Fatalf("Entries(%d): %v", i, err)
+		}
+		if want := cold.Indexes[i].Entries; !reflect.DeepEqual(got, want) {
+			t.Errorf("Entries(%d) = %d entries, want the %d of the cold Open", i, len(got), len(want))
+		}
+	}
+	if _, err := warm.Entries(ctx, len(warm.Layers)); err == nil {
+		t.Errorf("Entries(%d) of a %d-layer image succeeded", len(warm.Layers), len(warm.Layers))
+	}
+}
+
+// TestTreeCacheBadFile: a cached tree that is corrupt, or made for
+// another stack of layers, is not used; it is rebuilt and replaced.
+func TestTreeCacheBadFile(t *testing.T) {
+	ctx := context.Background()
+	// A one-layer image's tree, to pass off as the two-layer one's.
+	oneDir := t.TempDir()
+	imagetest.WriteLayout(t, oneDir, imagetest.Image{
+		Tag:    "t",
+		Layers: []imagetest.LayerSpec{{Layer: new(tartest.Layer).File("etc/os-release", []byte("ID=other\n")), Compression: tartest.Gzip}},
+	})
+	one, err := Open(ctx, oneDir+":t", Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherTree, _ := one.Tree.MarshalBinary()
+	one.Close()
+
+	for _, tc := range []struct {
+		name    string
+		corrupt func([]byte) []byte
+	}{
+		{"flipped byte", func(b []byte) []byte { b[len(b)/2] ^= 0x40; return b }},
+		{"truncated", func(b []byte) []byte { return b[:len(b)-9] }},
+		{"empty", func([]byte) []byte { return nil }},
+		{"another stack's tree", func([]byte) []byte { return otherTree }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := twoLayers(t)
+			cache := t.TempDir()
+			r, err := Open(ctx, ref, Options{CacheDir: cache})
+			if err != nil {
+				t.Fatal(err)
+			}
+			good, _ := r.Tree.MarshalBinary()
+			good = bytes.Clone(good)
+			r.Close()
+			files := treeFiles(t, cache)
+			if len(files) != 1 {
+				t.Fatalf("tree files %v, want 1", files)
+			}
+			b, err := os.ReadFile(files[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(files[0], tc.corrupt(b), 0o600); err != nil {
+				t.Fatal(err)
+			}
+
+			r, err = Open(ctx, ref, Options{CacheDir: cache})
+			if err != nil {
+				t.Fatalf("Open with a bad cached tree: %v", err)
+			}
+			defer r.Close()
+			if got := string(readAll(t, r, "etc/os-release")); got != "ID=test\n" {
+				t.Errorf("etc/os-release = %q, want %q", got, "ID=test\n")
+			}
+			b, err = os.ReadFile(files[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(b, good) {
+				t.Errorf("the bad tree file was not replaced by a good one")
+			}
+			if _, err := overlay.Decode(b); err != nil {
+				t.Errorf("Decode(replaced file): %v", err)
+			}
+		})
+	}
+}
