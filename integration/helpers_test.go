@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -23,12 +24,13 @@ func requireTool(t testing.TB, name string) string {
 	return ""
 }
 
-// buildOcifs builds the ocifs binary into a temporary directory of t
-// and returns its path.
+// buildOcifs builds the ocifs binary into a temporary directory of t,
+// static as `make build` makes it, and returns its path.
 func buildOcifs(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "ocifs")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/ocifs/ocifs/cmd/ocifs")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ocifs: %v\n%s", err, out)
 	}
