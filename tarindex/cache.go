@@ -149,6 +149,9 @@ func (c *Cache) load(p string, blob io.ReaderAt, desc ocispec.Descriptor, opts B
 		f.Close()
 	} else {
 		ix.file = f
+		// Checked in full; from now on only the windows of the spans
+		// read are needed, so the rest need not count as resident.
+		f.Release()
 	}
 	if err != nil {
 		return nil, err

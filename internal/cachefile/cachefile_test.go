@@ -144,6 +144,11 @@ func TestMap(t *testing.T) {
 			if got := string(m.Bytes()); got != tc.want {
 				t.Errorf("Map(%q).Bytes() = %d bytes, want %d", tc.path, len(got), len(tc.want))
 			}
+			// Release only drops residency: the bytes read back.
+			m.Release()
+			if got := string(m.Bytes()); got != tc.want {
+				t.Errorf("after Release, Map(%q).Bytes() = %d bytes differing from the file", tc.path, len(got))
+			}
 			if err := m.Close(); err != nil {
 				t.Errorf("Close = %v", err)
 			}

@@ -24,3 +24,6 @@ func Map(path string) (*Mapping, error) {
 	}
 	return &Mapping{b: b}, nil
 }
+
+// Release does nothing where the file was read rather than mapped.
+func (m *Mapping) Release() {}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"runtime"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Map maps the regular file at path read-only. An error for a missing
@@ -48,4 +50,16 @@ func Map(path string) (*Mapping, error) {
 	m := &Mapping{b: b, unmap: unmap}
 	m.cleanup = runtime.AddCleanup(m, unmap, b)
 	return m, nil
+}
+
+// Release lets the kernel take the mapped pages out of this process's
+// resident set (madvise MADV_DONTNEED): they stay in the page cache and
+// come back on the next read, a minor fault each. For a caller that has
+// checked the whole file and will read only a part of it again, such as
+// an index whose gzip windows are read only when a span is decoded.
+// Bytes stays valid.
+func (m *Mapping) Release() {
+	if m.unmap != nil && len(m.b) > 0 {
+		unix.Madvise(m.b, unix.MADV_DONTNEED) // advice only: an error changes nothing
+	}
 }
