@@ -137,7 +137,14 @@ func OpenImage(ctx context.Context, img *image.Image, opts Options) (_ *RootFS, 
 		if tree, err = overlay.Merge(merge, overlay.Options{Logger: logger}); err != nil {
 			return nil, fmt.Errorf("merge layers of %s: %w", img.Ref, err)
 		}
-		trees.store(layers, tree)
+		if trees.store(layers, tree) {
+			// The tree holds all a mount needs, and the cache the
+			// entries if anyone asks (Entries): a daemon need not
+			// keep ~140 bytes per entry for its lifetime.
+			for _, ix := range r.Indexes {
+				ix.Entries = nil
+			}
+		}
 	}
 	r.Tree = tree
 	return r, nil

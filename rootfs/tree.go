@@ -89,9 +89,9 @@ func (c *treeCache) load(layers []image.Layer) (*overlay.Tree, *cachefile.Mappin
 	return t, m
 }
 
-// store writes t as the tree of layers; failing only costs a merge
-// next time, so it is logged, not returned.
-func (c *treeCache) store(layers []image.Layer, t *overlay.Tree) {
+// store writes t as the tree of layers and reports whether it did;
+// failing only costs a merge next time, so it is logged, not returned.
+func (c *treeCache) store(layers []image.Layer, t *overlay.Tree) bool {
 	p := c.path(layers)
 	b, err := t.MarshalBinary()
 	if err == nil {
@@ -99,5 +99,7 @@ func (c *treeCache) store(layers []image.Layer, t *overlay.Tree) {
 	}
 	if err != nil {
 		c.logger.Warn("store merged tree", "path", p, "err", err)
+		return false
 	}
+	return true
 }

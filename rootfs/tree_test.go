@@ -40,6 +40,14 @@ func TestTreeCache(t *testing.T) {
 	if files := treeFiles(t, cache); len(files) != 1 {
 		t.Fatalf("after a cold Open the cache holds tree files %v, want 1", files)
 	}
+	for i, ix := range cold.Indexes {
+		if ix.Entries != nil {
+			t.Errorf("cold Open kept the %d entries of layer %d after storing the tree", len(ix.Entries), i+1)
+		}
+		if ix.Summary().Entries == 0 {
+			t.Errorf("layer %d: Summary().Entries = 0 after the entries were dropped", i+1)
+		}
+	}
 
 	warm, err := Open(ctx, ref, Options{CacheDir: cache})
 	if err != nil {
@@ -64,7 +72,11 @@ func TestTreeCache(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Entries(%d): %v", i, err)
 		}
-		if want := cold.Indexes[i].Entries; !reflect.DeepEqual(got, want) {
+		want, err := cold.Entries(ctx, i)
+		if err != nil {
+			t.Fatalf("Entries(%d) of the cold Open: %v", i, err)
+		}
+		if len(want) == 0 || !reflect.DeepEqual(got, want) {
 			t.Errorf("Entries(%d) = %d entries, want the %d of the cold Open", i, len(got), len(want))
 		}
 	}
