@@ -13,11 +13,13 @@ func newIndexCmd() *cobra.Command {
 	var f imageFlags
 	cmd := &cobra.Command{
 		Use:   "index REF",
-		Short: "Build the layer indexes of an image ahead of time",
-		Long: `Read each layer blob of REF once and store its index in the cache, so
-that a later mount starts in milliseconds. Layers are indexed in
-parallel; a layer already in the cache (it is keyed by blob digest, so
-images that share layers share indexes) is only checked.
+		Short: "Build the layer indexes and merged tree of an image ahead of time",
+		Long: `Read each layer blob of REF once and store its index in the cache, then
+merge the layers and store the merged tree, so that a later mount starts
+in milliseconds. Layers are indexed in parallel; a layer already in the
+cache (it is keyed by blob digest, so images that share layers share
+indexes) is only checked, and so is a tree already merged for the same
+layers.
 
 While indexing, the blob digest and the uncompressed diff_id from the
 image config are verified: a layer that does not match its digest is an
@@ -55,8 +57,9 @@ func runIndex(cmd *cobra.Command, ref string, f imageFlags) error {
 		indexBytes += s.EncodedSize
 		blobs += r.Layers[i].Descriptor.Size
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%s: %d layers, %d entries, %s of blobs, index %s, %s\n",
+	tree, _ := r.Tree.MarshalBinary()
+	fmt.Fprintf(cmd.OutOrStdout(), "%s: %d layers, %d entries, %s of blobs, index %s, tree %s, %s\n",
 		r.Image.Ref, len(r.Layers), entries, humanSize(blobs), humanSize(int64(indexBytes)),
-		elapsed.Round(time.Millisecond))
+		humanSize(int64(len(tree))), elapsed.Round(time.Millisecond))
 	return nil
 }
