@@ -60,8 +60,14 @@ func Mount(dir string, t *overlay.Tree, content Content, opts MountOptions) (*fu
 func mount(dir string, t tree, content Content, opts MountOptions) (*fuse.Server, error) {
 	root := newRoot(t, content, opts.Options)
 	fo := fuseOptions(t, root.fsys, opts, os.Geteuid() == 0)
-	server, err := fusefs.Mount(dir, root, fo)
+	raw := &noOpendir{RawFileSystem: fusefs.NewNodeFS(root, fo)}
+	server, err := fuse.NewServer(raw, dir, &fo.MountOptions)
 	if err != nil {
+		return nil, fmt.Errorf("mount %q: %w", dir, err)
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		// The serve loop ends by itself: nothing is mounted.
 		return nil, fmt.Errorf("mount %q: %w", dir, err)
 	}
 	return server, nil

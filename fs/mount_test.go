@@ -3,11 +3,13 @@ package fs_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	iofs "io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -241,6 +243,56 @@ func TestMountKeepsPageCache(t *testing.T) {
 			first = reads
 		case reads != first:
 			t.Errorf("read #%d reached Content (%d reads, %d after the first): the page cache was dropped on open", i+1, reads, first)
+		}
+	}
+}
+
+// TestMountCachesListings lists a directory too big for one READDIR
+// several times: every listing must be whole and in order, and only
+// the first may reach the daemon, with no OPENDIR after the first
+// (see noOpendir).
+func TestMountCachesListings(t *testing.T) {
+	b := &layerBuilder{}
+	b.dir("big", 0o755)
+	var want []string
+	for i := range 3000 {
+		name := fmt.Sprintf("entry-%04d-%s", i, strings.Repeat("x", 40))
+		b.file("big/"+name, 0o644, nil)
+		want = append(want, name)
+	}
+	tree, c := merge(t, b)
+	var logs syncLogBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	mnt := mountTree(t, tree, c, fs.MountOptions{Options: fs.Options{Logger: log}, Debug: true})
+
+	requests := func(op string) int { return strings.Count(logs.String(), " "+op+" ") }
+	for i := range 3 {
+		f, err := os.Open(filepath.Join(mnt, "big"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Small batches: many getdents calls at growing offsets.
+		var got []string
+		for {
+			names, err := f.Readdirnames(7)
+			got = append(got, names...)
+			if err != nil {
+				break
+			}
+		}
+		f.Close()
+		if !slices.Equal(got, want) {
+			t.Fatalf("listing #%d: %d names, want %d (first %q)", i+1, len(got), len(want), got[:min(3, len(got))])
+		}
+		switch {
+		case i == 0 && requests("READDIRPLUS")+requests("READDIR") < 2:
+			t.Fatalf("the first listing took %d READDIR(PLUS), want several:\n%s", requests("READDIRPLUS")+requests("READDIR"), logs.String())
+		case i == 0:
+			logs.mu.Lock()
+			logs.buf.Reset()
+			logs.mu.Unlock()
+		case requests("OPENDIR")+requests("READDIR")+requests("READDIRPLUS")+requests("RELEASEDIR") > 0:
+			t.Errorf("listing #%d reached the daemon:\n%s", i+1, logs.String())
 		}
 	}
 }

@@ -268,7 +268,8 @@ const maxNameLen = 255
 var _ = (fusefs.NodeReaddirer)((*node)(nil))
 
 // Readdir lists the directory from the merged tree, "." and ".."
-// first as real filesystems do. The kernel fills in attributes with
+// first as real filesystems do. The kernel asks once per directory and
+// keeps the listing (see noOpendir); it fills in attributes with
 // READDIRPLUS, which go-fuse answers through Lookup. Names longer than
 // NAME_MAX (255 bytes) are left out: the kernel refuses to look them
 // up, and one longer than FUSE_NAME_MAX (1024) would make it fail the
@@ -294,72 +295,6 @@ func (n *node) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
 	}
 	return fusefs.NewListDirStream(list), 0
 }
-
-var _ = (fusefs.NodeOpendirHandler)((*node)(nil))
-
-// OpendirHandle lets the kernel keep the listing in its page cache
-// (FOPEN_CACHE_DIR): a second listing of the same directory sends only
-// OPENDIR and RELEASEDIR, never READDIR, so the handle builds the
-// listing on the first READDIR rather than at open.
-func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
-	if !n.isDir() {
-		return nil, 0, syscall.ENOTDIR
-	}
-	return &lazyDir{n: n}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
-}
-
-// lazyDir is a directory handle whose listing is made by Readdir when
-// the kernel first reads it.
-type lazyDir struct {
-	n  *node
-	mu sync.Mutex
-	ds fusefs.DirStream
-}
-
-var (
-	_ = (fusefs.FileReaddirenter)((*lazyDir)(nil))
-	_ = (fusefs.FileSeekdirer)((*lazyDir)(nil))
-	_ = (fusefs.FileReleasedirer)((*lazyDir)(nil))
-)
-
-// stream returns the listing, making it on first use. go-fuse's list
-// stream (the only kind Readdir makes) reads entries and seeks.
-func (d *lazyDir) stream(ctx context.Context) (interface {
-	fusefs.FileReaddirenter
-	fusefs.FileSeekdirer
-}, syscall.Errno) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.ds == nil {
-		ds, errno := d.n.Readdir(ctx)
-		if errno != 0 {
-			return nil, errno
-		}
-		d.ds = ds
-	}
-	return d.ds.(interface {
-		fusefs.FileReaddirenter
-		fusefs.FileSeekdirer
-	}), 0
-}
-
-func (d *lazyDir) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
-	ds, errno := d.stream(ctx)
-	if errno != 0 {
-		return nil, errno
-	}
-	return ds.Readdirent(ctx)
-}
-
-func (d *lazyDir) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	ds, errno := d.stream(ctx)
-	if errno != 0 {
-		return errno
-	}
-	return ds.Seekdir(ctx, off)
-}
-
-func (d *lazyDir) Releasedir(ctx context.Context, releaseFlags uint32) {}
 
 var _ = (fusefs.NodeOpener)((*node)(nil))
 

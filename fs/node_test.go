@@ -218,11 +218,6 @@ func TestReaddir(t *testing.T) {
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("Readdir(etc) = %v, want %v", got, want)
 	}
-
-	_, flags, errno := etc.Operations().(fusefs.NodeOpendirHandler).OpendirHandle(context.Background(), 0)
-	if errno != 0 || flags&fuse.FOPEN_CACHE_DIR == 0 {
-		t.Errorf("OpendirHandle(etc) = flags %#x, %v; want FOPEN_CACHE_DIR", flags, errno)
-	}
 }
 
 func TestOpenRead(t *testing.T) {
