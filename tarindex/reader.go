@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/flate"
 
 	"github.com/ocifs/ocifs/internal/cachefile"
+	"github.com/ocifs/ocifs/internal/hugemem"
 )
 
 // DefaultCacheBytes bounds a Reader's decompressed chunks when
@@ -51,7 +52,7 @@ type Reader struct {
 
 	mu     sync.Mutex // guards chunks, lru, bytes, decs
 	chunks map[chunkKey]*list.Element
-	lru    list.List // of *cachedChunk, most recent first
+	lru    *list.List // of *cachedChunk, most recent first
 	bytes  int64
 	decs   []*liveDecoder // oldest first
 
@@ -60,10 +61,19 @@ type Reader struct {
 	// starting their own.
 	stripes [32]sync.Mutex
 
-	// bufs recycles chunk buffers: a fresh 256 KiB buffer per chunk
-	// costs more in page faults and garbage than decoding it.
+	// bufs recycles buffers of chunk sizes other than chunkSize (which
+	// come from chunkBufs): a fresh buffer per chunk costs more in page
+	// faults and garbage than decoding it.
 	bufs sync.Pool
 }
+
+// chunkBufs holds the buffers of chunkSize chunks, the size every index
+// Build writes, for all Readers: memory advised for huge pages, so that
+// the first reads of a mount do not pay a page fault per 4 KiB of
+// decoded data (see internal/hugemem). Readers give their buffers back
+// when chunks leave their cache, on Close, and, for a Reader dropped
+// without Close, when it is garbage collected.
+var chunkBufs = hugemem.NewSlab(chunkSize)
 
 type chunkKey struct{ seg, k int }
 
@@ -94,7 +104,9 @@ func NewReader(ix *Index, blob io.ReaderAt, opts ReaderOptions) *Reader {
 		limit:  opts.CacheBytes,
 		maxDec: opts.Decoders,
 		chunks: map[chunkKey]*list.Element{},
+		lru:    list.New(),
 	}
+	runtime.AddCleanup(r, giveBack, r.lru)
 	if r.limit <= 0 {
 		r.limit = DefaultCacheBytes
 	}
@@ -114,10 +126,26 @@ func (r *Reader) Close() error {
 		d.close()
 	}
 	r.decs = nil
+	for el := r.lru.Front(); el != nil; el = el.Next() {
+		c := el.Value.(*cachedChunk)
+		c.evicted = true
+		r.recycle(c)
+	}
 	r.chunks = map[chunkKey]*list.Element{}
 	r.lru.Init()
 	r.bytes = 0
 	return nil
+}
+
+// giveBack returns the buffers of a garbage collected Reader's cache.
+// Nothing else can reach them by then: every read holds the Reader.
+func giveBack(lru *list.List) {
+	for el := lru.Front(); el != nil; el = el.Next() {
+		if c := el.Value.(*cachedChunk); c.data != nil {
+			chunkBufs.Put(c.data)
+			c.data = nil
+		}
+	}
 }
 
 // ReadAt reads len(p) bytes of e's contents at off, like io.ReaderAt.
@@ -300,18 +328,30 @@ func (r *Reader) release(c *cachedChunk) {
 // r.mu must be held.
 func (r *Reader) recycle(c *cachedChunk) {
 	if c.evicted && c.refs == 0 && c.data != nil {
-		b := c.data[:cap(c.data)]
-		r.bufs.Put(&b)
+		r.putBuf(c.data)
 		c.data = nil
 	}
 }
 
 // newBuf returns a chunk buffer of n bytes, n ≤ the index's chunk size.
 func (r *Reader) newBuf(n int64) []byte {
+	if r.ix.chunkSize == chunkSize {
+		return chunkBufs.Get()[:n]
+	}
 	if bp, ok := r.bufs.Get().(*[]byte); ok && int64(cap(*bp)) >= n {
 		return (*bp)[:n]
 	}
 	return make([]byte, n, r.ix.chunkSize)
+}
+
+// putBuf recycles a buffer from newBuf that nothing uses any more.
+func (r *Reader) putBuf(b []byte) {
+	if cap(b) == chunkSize {
+		chunkBufs.Put(b)
+		return
+	}
+	b = b[:cap(b)]
+	r.bufs.Put(&b)
 }
 
 // insert adds c to the LRU, or marks it evicted if it is there already,
@@ -369,6 +409,7 @@ func (r *Reader) chunk(seg, k int) (*cachedChunk, error) {
 		n := min(ix.chunkSize, ix.segmentEnd(d.seg)-d.pos)
 		buf := r.newBuf(n)
 		if _, err := io.ReadFull(d.r, buf); err != nil {
+			r.putBuf(buf)
 			d.close()
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				err = fmt.Errorf("decompressed stream ends before offset %d: %w", d.pos+n, ErrMalformed)
@@ -376,6 +417,7 @@ func (r *Reader) chunk(seg, k int) (*cachedChunk, error) {
 			return nil, fmt.Errorf("decompress at offset %d: %w", d.pos, err)
 		}
 		if got, sum := crc32.Checksum(buf, castagnoli), ix.chunkCRC[ix.chunkBase[d.seg]+ck]; got != sum {
+			r.putBuf(buf)
 			d.close()
 			return nil, fmt.Errorf("decompress at offset %d: CRC-32C %08x, index says %08x: %w", d.pos, got, sum, ErrMalformed)
 		}
