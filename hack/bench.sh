@@ -39,7 +39,7 @@ if [ -n "$missing" ]; then
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
-go build -o bin/ocifs ./cmd/ocifs
+make --no-print-directory build # static, as users get it
 go build -o bin/ocifs-bench ./bench/cmd/ocifs-bench
 
 scale=${BENCH_SCALE:-100k}
