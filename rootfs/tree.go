@@ -47,23 +47,17 @@ func (c *treeCache) path(layers []image.Layer) string {
 	return filepath.Join(c.dir, "tree", "v"+strconv.Itoa(overlay.FormatVersion), "sha256", treeKey(layers))
 }
 
-// load returns the cached tree of layers and the mapping that holds
+// load returns the cached tree of layers and the Mapping that holds
 // it, or nils when there is no usable one (a file that is missing,
 // unreadable or bad only means merging again; the reason is logged).
-// The file is mapped, not read: on the VMs ocifs is measured on,
-// touching fresh heap pages costs microseconds each, which for a
-// 100k-file tree (~13 MB) is more than a mount's whole time budget (see
-// internal/cachefile). The tree points into the mapping, which must
-// stay mapped while the tree or any name from it is used.
-//
-// Decode runs under cachefile.CatchFault, so a file truncated while
-// being checked is an error; one truncated in place while mounted
-// (which nothing in ocifs does: files are replaced by rename) would
-// fault on the next read of it, as with any mapped cache
-// (docs/security.md).
+// The file is read whole into huge pages (cachefile.Read): Decode
+// checks every byte of it anyway, and on the VMs ocifs is measured on
+// faulting in a 100k-file tree (~13 MB) 4 KiB at a time costs more
+// than the copy. The tree points into the Mapping, which must stay
+// open while the tree or any name from it is used.
 func (c *treeCache) load(layers []image.Layer) (*overlay.Tree, *cachefile.Mapping) {
 	p := c.path(layers)
-	m, err := cachefile.Map(p)
+	m, err := cachefile.Read(p)
 	if err != nil {
 		if !errors.Is(err, iofs.ErrNotExist) {
 			c.logger.Info("merge again: cached tree unreadable", "path", p, "reason", err)
@@ -71,11 +65,7 @@ func (c *treeCache) load(layers []image.Layer) (*overlay.Tree, *cachefile.Mappin
 		return nil, nil
 	}
 	var t *overlay.Tree
-	err = cachefile.CatchFault(func() error {
-		var err error
-		t, err = overlay.Decode(m.Bytes())
-		return err
-	})
+	t, err = overlay.Decode(m.Bytes())
 	if err == nil && t.Layers() != len(layers) {
 		// The key names the layers, so only a file copied in from
 		// elsewhere could disagree; every Node.Layer must name one.

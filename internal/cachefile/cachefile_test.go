@@ -106,6 +106,8 @@ func TestLock(t *testing.T) {
 	})
 }
 
+// TestMap covers Map and Read, which differ only in how the bytes get
+// into memory.
 func TestMap(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, s string) string {
@@ -129,33 +131,39 @@ func TestMap(t *testing.T) {
 		{"missing", filepath.Join(dir, "missing"), "", true, fs.ErrNotExist},
 		{"directory", dir, "", true, nil},
 	}
-	for _, tc := range vectors {
-		t.Run(tc.name, func(t *testing.T) {
-			m, err := Map(tc.path)
-			if tc.wantErr {
-				if err == nil || (tc.errIs != nil && !errors.Is(err, tc.errIs)) {
-					t.Fatalf("Map(%q) = %v, want an error (wrapping %v)", tc.path, err, tc.errIs)
+	for _, load := range []struct {
+		name string
+		f    func(string) (*Mapping, error)
+	}{{"Map", Map}, {"Read", Read}} {
+		for _, tc := range vectors {
+			t.Run(load.name+"/"+tc.name, func(t *testing.T) {
+				m, err := load.f(tc.path)
+				if tc.wantErr {
+					if err == nil || (tc.errIs != nil && !errors.Is(err, tc.errIs)) {
+						t.Fatalf("%s(%q) = %v, want an error (wrapping %v)", load.name, tc.path, err, tc.errIs)
+					}
+					return
 				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("Map(%q) = %v", tc.path, err)
-			}
-			if got := string(m.Bytes()); got != tc.want {
-				t.Errorf("Map(%q).Bytes() = %d bytes, want %d", tc.path, len(got), len(tc.want))
-			}
-			// Release only drops residency: the bytes read back.
-			m.Release()
-			if got := string(m.Bytes()); got != tc.want {
-				t.Errorf("after Release, Map(%q).Bytes() = %d bytes differing from the file", tc.path, len(got))
-			}
-			if err := m.Close(); err != nil {
-				t.Errorf("Close = %v", err)
-			}
-			if err := m.Close(); err != nil {
-				t.Errorf("second Close = %v", err)
-			}
-		})
+				if err != nil {
+					t.Fatalf("%s(%q) = %v", load.name, tc.path, err)
+				}
+				if got := string(m.Bytes()); got != tc.want {
+					t.Errorf("%s(%q).Bytes() = %d bytes, want %d", load.name, tc.path, len(got), len(tc.want))
+				}
+				// Release only drops residency (and must not
+				// discard a copy): the bytes read back.
+				m.Release()
+				if got := string(m.Bytes()); got != tc.want {
+					t.Errorf("after Release, %s(%q).Bytes() = %d bytes differing from the file", load.name, tc.path, len(got))
+				}
+				if err := m.Close(); err != nil {
+					t.Errorf("Close = %v", err)
+				}
+				if err := m.Close(); err != nil {
+					t.Errorf("second Close = %v", err)
+				}
+			})
+		}
 	}
 }
 

@@ -54,12 +54,13 @@ func Map(path string) (*Mapping, error) {
 
 // Release lets the kernel take the mapped pages out of this process's
 // resident set (madvise MADV_DONTNEED): they stay in the page cache and
-// come back on the next read, a minor fault each. For a caller that has
+// come back on the next read, a minor fault each; a copy made by Read
+// is kept as it is. For a caller that has
 // checked the whole file and will read only a part of it again, such as
 // an index whose gzip windows are read only when a span is decoded.
 // Bytes stays valid.
 func (m *Mapping) Release() {
-	if m.unmap != nil && len(m.b) > 0 {
+	if m.unmap != nil && !m.copied && len(m.b) > 0 {
 		unix.Madvise(m.b, unix.MADV_DONTNEED) // advice only: an error changes nothing
 	}
 }
