@@ -463,10 +463,14 @@ func (e *env) drop() {
 	}
 }
 
-// warmCache reads the warm index cache and the ocifs binary into the
-// page cache: "warm index" means a second mount of the same image.
+// warmCache reads the warm index cache, the ocifs binary and the gzip
+// layer blobs into the page cache: "warm index" means a second mount of
+// the same image, and the first one left in memory what it read. (The
+// blobs used to be left out, so a warm mount that followed a trial that
+// dropped the caches read its first span from disk: 110-130 ms
+// against 70-80 ms for the others.)
 func (e *env) warmCache(ctx context.Context) error {
-	_, err := e.sh(ctx, "find $CACHE -type f -exec cat {} + >/dev/null; cat $OCIFS >/dev/null")
+	_, err := e.sh(ctx, "find $CACHE -type f -exec cat {} + >/dev/null; cat $OCIFS $LAYERS >/dev/null")
 	return err
 }
 
