@@ -65,7 +65,7 @@ var scenarioDocs = []struct{ key, title, what string }{
 	{"ttff", "Time to first file",
 		"From nothing to the bytes of `/etc/os-release`: mounting (ocifs) or unpacking (umoci, tar), then `cat`. " +
 			"Kernel caches are dropped before every repetition except for *warm index*, which is a second mount of the " +
-			"same image (index cache, binary and layer blobs in the page cache). *Cold index* starts with an empty index cache, so " +
+			"same image: the untimed setup mounts, reads the file and unmounts first. *Cold index* starts with an empty index cache, so " +
 			"ocifs indexes every layer first. `tar -xzf` extracts the layers one after another into one directory without " +
 			"applying whiteouts (a simplification in its favour: a correct unpack also has to delete)."},
 	{"index", "Indexing against plain decompression (issue 3)",
