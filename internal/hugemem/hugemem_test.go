@@ -39,6 +39,9 @@ func TestAllocAdvised(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("huge pages are advised on Linux only")
 	}
+	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage"); err != nil {
+		t.Skip("this kernel has no transparent huge pages")
+	}
 	b, free := hugemem.Alloc(3 << 20)
 	defer free()
 	start := uintptr(unsafe.Pointer(&b[0]))
