@@ -4,8 +4,6 @@ package cachefile
 
 import (
 	"fmt"
-	"math"
-	"os"
 	"runtime"
 	"syscall"
 
@@ -23,26 +21,15 @@ import (
 // its first byte; mapped (and populated in one call on Linux), ~6 ms
 // (docs/index-format.md, "Loading").
 func Map(path string) (*Mapping, error) {
-	f, err := os.Open(path)
+	f, size, err := openRegular(path, "map")
 	if err != nil {
-		return nil, fmt.Errorf("map cache file: %w", err)
+		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("map cache file: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("map cache file %q: not a regular file", path)
-	}
-	size := st.Size()
 	if size == 0 {
 		return &Mapping{b: []byte{}}, nil // mmap refuses length 0
 	}
-	if size > math.MaxInt {
-		return nil, fmt.Errorf("map cache file %q: %d bytes do not fit in memory", path, size)
-	}
-	b, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, mapFlags)
+	b, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ, mapFlags)
 	if err != nil {
 		return nil, fmt.Errorf("map cache file %q: %w", path, err)
 	}

@@ -21,23 +21,12 @@ import (
 // is measured on. Unlike a mapping, the copy cannot fault if the file is
 // truncated meanwhile; such a file reads short and is an error.
 func Read(path string) (*Mapping, error) {
-	f, err := os.Open(path)
+	f, size, err := openRegular(path, "read")
 	if err != nil {
-		return nil, fmt.Errorf("read cache file: %w", err)
+		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("read cache file: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("read cache file %q: not a regular file", path)
-	}
-	size := st.Size()
-	if size > math.MaxInt {
-		return nil, fmt.Errorf("read cache file %q: %d bytes do not fit in memory", path, size)
-	}
-	b, free := hugemem.Alloc(int(size))
+	b, free := hugemem.Alloc(size)
 	if _, err := io.ReadFull(f, b); err != nil {
 		free()
 		return nil, fmt.Errorf("read cache file %q: %w", path, err)
@@ -45,4 +34,28 @@ func Read(path string) (*Mapping, error) {
 	m := &Mapping{b: b, unmap: func([]byte) { free() }, copied: true}
 	m.cleanup = runtime.AddCleanup(m, func(free func()) { free() }, free)
 	return m, nil
+}
+
+// openRegular opens the regular file at path and returns its size,
+// with errors that say what op ("map", "read") was about to do. An error
+// for a missing file wraps io/fs.ErrNotExist.
+func openRegular(path, op string) (*os.File, int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s cache file: %w", op, err)
+	}
+	st, err := f.Stat()
+	switch {
+	case err != nil:
+		err = fmt.Errorf("%s cache file: %w", op, err)
+	case !st.Mode().IsRegular():
+		err = fmt.Errorf("%s cache file %q: not a regular file", op, path)
+	case st.Size() > math.MaxInt:
+		err = fmt.Errorf("%s cache file %q: %d bytes do not fit in memory", op, path, st.Size())
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, int(st.Size()), nil
 }
