@@ -136,14 +136,14 @@ func requireFUSEMount(t *testing.T) {
 
 // mountTree mounts tree read-only in a fresh directory and unmounts it
 // when the test ends.
-func mountTree(t *testing.T, tree *overlay.Tree, c fs.Content, opts fs.MountOptions) string {
+func mountTree(t *testing.T, tree fs.Tree, c fs.Content, opts fs.MountOptions) string {
 	t.Helper()
 	requireFUSEMount(t)
 	dir := t.TempDir()
 	if opts.FsName == "" {
 		opts.FsName = "test:" + t.Name()
 	}
-	server, err := fs.Mount(dir, tree, c, opts)
+	server, err := fs.MountTree(dir, tree, c, opts)
 	if err != nil {
 		t.Fatalf("Mount: %v", err)
 	}

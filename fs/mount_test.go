@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/ocifs/ocifs/fs"
 	"github.com/ocifs/ocifs/internal/tartest"
+	"github.com/ocifs/ocifs/overlay"
 )
 
 // These tests mount for real. They skip with a reason where FUSE mounts
@@ -260,7 +262,8 @@ func TestMountCachesListings(t *testing.T) {
 		b.file("big/"+name, 0o644, nil)
 		want = append(want, name)
 	}
-	tree, c := merge(t, b)
+	merged, c := merge(t, b)
+	tree := &countingTree{Tree: merged}
 	var logs syncLogBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	mnt := mountTree(t, tree, c, fs.MountOptions{Options: fs.Options{Logger: log}, Debug: true})
@@ -295,6 +298,22 @@ func TestMountCachesListings(t *testing.T) {
 			t.Errorf("listing #%d reached the daemon:\n%s", i+1, logs.String())
 		}
 	}
+	// One listing, many requests: the directory is listed once, not
+	// once per request (quadratic in its size).
+	if n := tree.readDirs.Load(); n != 1 {
+		t.Errorf("the tree listed the directory %d times, want once", n)
+	}
+}
+
+// countingTree counts the listings made from a tree.
+type countingTree struct {
+	*overlay.Tree
+	readDirs atomic.Int64
+}
+
+func (c *countingTree) ReadDir(dir *overlay.Node) []overlay.DirEntry {
+	c.readDirs.Add(1)
+	return c.Tree.ReadDir(dir)
 }
 
 func TestMountReadError(t *testing.T) {

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -21,14 +22,20 @@ import (
 // served from the kernel's cache (fuse_file_open in fs/fuse/file.c).
 //
 // The kernel then sends READDIR and READDIRPLUS with handle 0, which
-// go-fuse answers with an empty listing. So each such request gets a
-// handle of its own for its duration: go-fuse opens the directory,
-// seeks to the request's offset and lists from there, as it does for
-// a handle the kernel opened.
+// go-fuse answers with an empty listing. So withHandle gives each
+// listing a handle of go-fuse's, as if the kernel had opened one.
 type noOpendir struct {
 	fuse.RawFileSystem
 	kernel atomic.Uint64 // the INIT flags the kernel sent
+
+	mu      sync.Mutex
+	resumes map[uint64]uint64 // directory node ID -> handle of a listing under way
 }
+
+// maxResumes bounds the listings kept open between requests (each
+// holds its directory's names); beyond it one is released, and a later
+// request for it lists the directory afresh.
+const maxResumes = 16
 
 func (r *noOpendir) Init(s *fuse.Server) {
 	r.RawFileSystem.Init(s)
@@ -55,20 +62,73 @@ func (r *noOpendir) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fu
 	return r.withHandle(cancel, in, out, r.RawFileSystem.ReadDirPlus)
 }
 
-// withHandle runs a READDIR or READDIRPLUS on a handle opened for it
-// when the kernel sent none.
+// withHandle runs a READDIR or READDIRPLUS on a handle of go-fuse's
+// when the kernel sent none. A listing takes many requests (one per
+// 32 KiB of dirents), so the handle stays open from one to the next:
+// opening a handle per request would list the directory again each
+// time, which is quadratic in its size (a 100k-entry directory took
+// 31 s). A kept handle serves any offset (go-fuse seeks its listing),
+// since the kernel asks again for entries a small getdents buffer had
+// no room for, and again at the end. Nothing says when a listing is
+// over, so handles are kept until more than maxResumes are, or until
+// an error.
 func (r *noOpendir) withHandle(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList,
 	read func(<-chan struct{}, *fuse.ReadIn, *fuse.DirEntryList) fuse.Status) fuse.Status {
 	if in.Fh != 0 {
 		return read(cancel, in, out)
 	}
-	var opened fuse.OpenOut
-	open := fuse.OpenIn{InHeader: in.InHeader, Flags: syscall.O_RDONLY | syscall.O_DIRECTORY}
-	if st := r.RawFileSystem.OpenDir(cancel, &open, &opened); !st.Ok() {
-		return st
+	fh, ok := r.take(in.NodeId)
+	if !ok {
+		var opened fuse.OpenOut
+		open := fuse.OpenIn{InHeader: in.InHeader, Flags: syscall.O_RDONLY | syscall.O_DIRECTORY}
+		if st := r.RawFileSystem.OpenDir(cancel, &open, &opened); !st.Ok() {
+			return st
+		}
+		fh = opened.Fh
 	}
-	defer r.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{InHeader: in.InHeader, Fh: opened.Fh})
 	withFh := *in
-	withFh.Fh = opened.Fh
-	return read(cancel, &withFh, out)
+	withFh.Fh = fh
+	st := read(cancel, &withFh, out)
+	if st.Ok() {
+		r.keep(in.NodeId, fh, in.InHeader)
+	} else {
+		r.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{InHeader: in.InHeader, Fh: fh})
+	}
+	return st
+}
+
+// take removes and returns the kept handle of directory k, if any.
+func (r *noOpendir) take(k uint64) (uint64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fh, ok := r.resumes[k]
+	delete(r.resumes, k)
+	return fh, ok
+}
+
+// keep stores the handle of a listing of directory k that goes on,
+// releasing one kept before (two listings at once) or one of many.
+func (r *noOpendir) keep(k, fh uint64, h fuse.InHeader) {
+	var drop []uint64
+	r.mu.Lock()
+	if r.resumes == nil {
+		r.resumes = map[uint64]uint64{}
+	}
+	if old, ok := r.resumes[k]; ok {
+		drop = append(drop, old)
+	}
+	r.resumes[k] = fh
+	for other, ofh := range r.resumes {
+		if len(r.resumes) <= maxResumes {
+			break
+		}
+		if other != k {
+			delete(r.resumes, other)
+			drop = append(drop, ofh)
+		}
+	}
+	r.mu.Unlock()
+	for _, d := range drop {
+		r.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{InHeader: h, Fh: d})
+	}
 }
