@@ -24,9 +24,21 @@ func requireTool(t testing.TB, name string) string {
 	return ""
 }
 
-// buildOcifs builds the ocifs binary into a temporary directory of t,
-// static as `make build` makes it, and returns its path.
+// buildOcifs builds the ocifs binary as `make build` makes it (static,
+// with cgo, so that the mount daemon is forked before Go starts) into a
+// temporary directory of t, and returns its path.
 func buildOcifs(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ocifs")
+	if out, err := exec.Command("make", "-s", "-C", "..", "build", "BIN="+bin).CombinedOutput(); err != nil {
+		t.Fatalf("make build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// buildOcifsNoCgo builds ocifs without cgo, as `go install` may: its
+// mount daemon is the binary executed again.
+func buildOcifsNoCgo(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "ocifs")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/ocifs/ocifs/cmd/ocifs")

@@ -19,9 +19,11 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 
+	"github.com/ocifs/ocifs/internal/cachefile"
 	"github.com/ocifs/ocifs/internal/imagetest"
 	"github.com/ocifs/ocifs/internal/tartest"
 	"github.com/ocifs/ocifs/internal/testenv"
+	"github.com/ocifs/ocifs/tarindex"
 )
 
 // capNetBindService is a security.capability value as setcap writes it
@@ -296,6 +298,9 @@ func mountOptions(t *testing.T, dir string) []string {
 func TestMountFailures(t *testing.T) {
 	requireMountable(t)
 	bin := buildOcifs(t)
+	// Without cgo the daemon is re-executed, not forked: the same
+	// failures, the same messages.
+	bins := map[string]string{"forked": bin, "re-executed": buildOcifsNoCgo(t)}
 	layout := filepath.Join(t.TempDir(), "layout")
 	imagetest.WriteLayout(t, layout, imagetest.Image{Tag: "v1", Layers: layerSpecs(tartest.Gzip,
 		(&tartest.Layer{}).File("f", []byte("some content to corrupt")))})
@@ -343,8 +348,12 @@ func TestMountFailures(t *testing.T) {
 					args[i] = mnt
 				}
 			}
-			for _, mode := range [][]string{nil, {"-f"}} {
-				cmd := exec.Command(bin, append(append([]string{"mount"}, mode...), args...)...)
+			for _, run := range []struct {
+				daemon string
+				mode   []string
+			}{{"forked", nil}, {"re-executed", nil}, {"forked", []string{"-f"}}} {
+				mode := run.mode
+				cmd := exec.Command(bins[run.daemon], append(append([]string{"mount"}, mode...), args...)...)
 				cmd.Env = append(os.Environ(), "OCIFS_CACHE_DIR="+filepath.Join(t.TempDir(), "cache"))
 				var stderr bytes.Buffer
 				cmd.Stderr = &stderr
@@ -359,10 +368,11 @@ func TestMountFailures(t *testing.T) {
 				}
 				var exit *exec.ExitError
 				if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-					t.Errorf("ocifs mount %s %v: exit %v, want 1", strings.Join(mode, ""), args, err)
+					t.Errorf("ocifs mount %s %v (%s daemon): exit %v, want 1", strings.Join(mode, ""), args, run.daemon, err)
 				}
-				if msg := stderr.String(); !strings.Contains(msg, tc.wantErr) || !strings.HasPrefix(msg, "ocifs: ") {
-					t.Errorf("ocifs mount %s %v: stderr %q, want %q in an ocifs: message", strings.Join(mode, ""), args, msg, tc.wantErr)
+				// One message, once.
+				if msg := stderr.String(); !strings.Contains(msg, tc.wantErr) || !strings.HasPrefix(msg, "ocifs: ") || strings.Count(msg, "ocifs: ") != 1 {
+					t.Errorf("ocifs mount %s %v (%s daemon): stderr %q, want %q in one ocifs: message", strings.Join(mode, ""), args, run.daemon, msg, tc.wantErr)
 				}
 				if isMountPoint(t, mnt) {
 					t.Errorf("ocifs mount %v failed but left %s mounted", args, mnt)
@@ -377,12 +387,14 @@ func TestMountFailures(t *testing.T) {
 
 	// No /dev/fuse: a private mount namespace with an empty /dev.
 	if unshare, err := exec.LookPath("unshare"); err == nil {
-		mnt := t.TempDir()
-		_, stderr, err := runErr(unshare, "--mount", "--propagation", "private", "sh", "-c",
-			`mount -t tmpfs none /dev && exec "$0" mount "$1" "$2"`, bin, layout+":v1", mnt)
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(stderr), "no /dev/fuse") {
-			t.Errorf("mount without /dev/fuse = %v, %q; want exit 1 and \"no /dev/fuse\"", err, stderr)
+		for daemon, bin := range bins {
+			mnt := t.TempDir()
+			_, stderr, err := runErr(unshare, "--mount", "--propagation", "private", "sh", "-c",
+				`mount -t tmpfs none /dev && exec "$0" mount "$1" "$2"`, bin, layout+":v1", mnt)
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(stderr), "no /dev/fuse") {
+				t.Errorf("mount without /dev/fuse (%s daemon) = %v, %q; want exit 1 and \"no /dev/fuse\"", daemon, err, stderr)
+			}
 		}
 	} else {
 		t.Logf("no unshare: the missing /dev/fuse case is not tested")
@@ -489,6 +501,64 @@ func TestUnmountWhileOpen(t *testing.T) {
 	}
 	if isMountPoint(t, mnt) {
 		t.Errorf("%s still mounted", mnt)
+	}
+}
+
+// TestMountInterrupted: ^C while mount waits for its daemon (here, for
+// a layer index another process is building) stops the daemon, mounts
+// nothing and says so; forked and re-executed daemons alike.
+func TestMountInterrupted(t *testing.T) {
+	requireMountable(t)
+	layout := filepath.Join(t.TempDir(), "layout")
+	descs := imagetest.WriteLayout(t, layout, imagetest.Image{Tag: "v1", Layers: layerSpecs(tartest.Gzip,
+		(&tartest.Layer{}).File("f", []byte("x")))})
+	layer := imagetest.ReadManifest(t, layout, descs[0]).Layers[0]
+	cacheDir := t.TempDir()
+	path, err := (&tarindex.Cache{Dir: cacheDir}).Path(layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := cachefile.Lock(t.Context(), path+".lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+
+	for daemon, bin := range map[string]string{"forked": buildOcifs(t), "re-executed": buildOcifsNoCgo(t)} {
+		mnt := t.TempDir()
+		cmd := exec.Command(bin, "mount", "--cache-dir", cacheDir, layout+":v1", mnt)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		// Both processes run once the daemon waits for the lock.
+		pattern := "ocifs mount .*" + regexpQuote(mnt) + "$"
+		waitFor(10*time.Second, func() bool {
+			out, _ := exec.Command("pgrep", "-f", pattern).Output()
+			return len(strings.Fields(string(out))) == 2
+		})
+		time.Sleep(200 * time.Millisecond)
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case err = <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("%s daemon: ocifs mount still running 30s after ^C", daemon)
+		}
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || strings.TrimSpace(stderr.String()) != "ocifs: mount interrupted" {
+			t.Errorf("%s daemon: ocifs mount after ^C = %v, %q; want exit 1 and \"ocifs: mount interrupted\"", daemon, err, stderr.String())
+		}
+		if !waitFor(10*time.Second, func() bool { return exec.Command("pgrep", "-f", pattern).Run() != nil }) {
+			t.Errorf("%s daemon: still running 10s after ^C", daemon)
+		}
+		if isMountPoint(t, mnt) {
+			t.Errorf("%s daemon: %s mounted after ^C", daemon, mnt)
+			unmountForCleanup(t, bin, mnt)
+		}
 	}
 }
 

@@ -4,18 +4,21 @@ package main
 // command returns once the mount is ready, or fails with the reason and
 // leaves nothing behind.
 //
-// Go cannot fork, so the command re-executes itself as the daemon: the
-// parent starts os.Executable() with the same arguments in a new session
-// (setsid: no terminal, no job control signals), with stdin and stdout on
-// /dev/null, stderr on a pipe the parent relays (so messages from the
-// daemon and fusermount3 reach the user until the mount is ready), and a
-// second pipe as fd 3, named by the environment variable daemonEnv. The
-// daemon opens the image and mounts it, then moves its stderr to the log
-// file (or /dev/null) and writes "ok" on fd 3, or writes the error there
-// and exits. The parent exits 0 on "ok", and otherwise prints the error
-// and exits non-zero; a daemon that dies without a word is reported
-// with its exit status. A failed daemon has mounted nothing: fs.Mount
-// either returns a working mount or none.
+// Go cannot fork. A build with cgo forks in C before the Go runtime
+// starts (internal/daemonize); this file is the other way, for builds
+// without cgo, for --debug with --log-file, and for `ocifs bundle`: the
+// parent starts os.Executable() with the same arguments in a new
+// session (setsid: no terminal, no job control signals), with stdin and
+// stdout on /dev/null, stderr on a pipe the parent relays (so messages
+// from the daemon and fusermount3 reach the user until the mount is
+// ready), and a second pipe as fd 3, named by the environment variable
+// daemonEnv. Either way the daemon (runDaemon) opens the image and
+// mounts it, then moves its stderr to the log file (or /dev/null) and
+// writes "ok" on its readiness fd, or writes the error there and exits.
+// The parent exits 0 on "ok", and otherwise prints the error and exits
+// non-zero; a daemon that dies without a word is reported with its
+// exit status. A failed daemon has mounted nothing: fs.Mount either
+// returns a working mount or none.
 
 import (
 	"context"
@@ -31,6 +34,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ocifs/ocifs/internal/daemonize"
 )
 
 // daemonEnv marks the daemon process and names its readiness fd.
@@ -39,9 +44,17 @@ const daemonEnv = "OCIFS_MOUNT_DAEMON_FD"
 // readyMessage is what the daemon writes once the mount answers.
 const readyMessage = "ok"
 
-// daemonReadyFD reports whether this process is the mount daemon, and
-// the fd on which it reports readiness.
+// errReported is what the daemon returns when the waiting command has
+// its error to print: main does not print it again.
+var errReported = errors.New("mount daemon: error reported to the mount command")
+
+// daemonReadyFD reports whether this process is the mount daemon,
+// forked (internal/daemonize) or re-executed, and the fd on which it
+// reports readiness.
 func daemonReadyFD() (int, bool) {
+	if fd, ok := daemonize.ReadyFD(); ok {
+		return fd, true
+	}
 	v, ok := os.LookupEnv(daemonEnv)
 	if !ok {
 		return 0, false
@@ -138,50 +151,50 @@ func runDaemon(ctx context.Context, cfg mountConfig, f mountFlags, readyFD int) 
 		reported = true
 	}
 
-	// Before the mount is ready, fd 2 is the pipe to the user's
-	// terminal; after it, the log file or /dev/null.
+	// fail reports err to the waiting command, which prints it; after
+	// the mount was ready, main logs it instead.
+	fail := func(err error) error {
+		if reported {
+			return err
+		}
+		report(err.Error())
+		return errReported
+	}
+
+	// A forked daemon is the first to look: its parent only waits.
+	if err := checkMountPoint(cfg.dir); err != nil {
+		return fail(err)
+	}
+	if err := checkFUSE(); err != nil {
+		return fail(err)
+	}
+	// Before the mount is ready, fd 2 is the user's terminal (or the
+	// pipe to it); after it, the log file or /dev/null.
 	logTo, err := daemonLog(f.logFile)
 	if err != nil {
-		report(err.Error())
-		return err
+		return fail(err)
 	}
-	detached := false
-	detach := func() {
-		if detached {
-			return
-		}
-		detached = true
-		unix.Dup2(int(logTo.Fd()), 2)
-		logTo.Close()
-	}
+	defer logTo.Close()
 	level := slog.LevelInfo
 	if f.debug {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	err = checkMountPoint(cfg.dir)
-	if err == nil {
-		err = checkFUSE()
+	err = serve(ctx, cfg, log, func() {
+		unix.Dup2(int(logTo.Fd()), 2)
+		// The daemon must not keep the caller's working
+		// directory busy; the image is open by now.
+		if err := os.Chdir("/"); err != nil {
+			log.Warn("chdir /", "err", err)
+		}
+		report(readyMessage)
+		log.Info("mounted", "ref", cfg.ref, "dir", cfg.dir, "pid", os.Getpid())
+	})
+	if err != nil {
+		return fail(err)
 	}
-	if err == nil {
-		err = serve(ctx, cfg, log, func() {
-			detach()
-			// The daemon must not keep the caller's working
-			// directory busy; the image is open by now.
-			if err := os.Chdir("/"); err != nil {
-				log.Warn("chdir /", "err", err)
-			}
-			report(readyMessage)
-			log.Info("mounted", "ref", cfg.ref, "dir", cfg.dir, "pid", os.Getpid())
-		})
-	}
-	if err != nil && !reported {
-		// Silence main's copy of the message: the caller prints it.
-		detach()
-		report(err.Error())
-	}
-	return err
+	return nil
 }
 
 // daemonLog opens where the daemon's stderr goes once it is detached.
