@@ -1,6 +1,7 @@
 package tarindex
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -21,8 +22,42 @@ import (
 // reseal replaces b's CRC-32C trailer with the right one, so that a
 // test reaches the checks behind it.
 func reseal(b []byte) []byte {
-	b = b[: len(b)-4 : len(b)-4]
+	b = append([]byte(nil), b[:len(b)-4]...)
+	if end, ok := accessEnd(b); ok {
+		binary.LittleEndian.PutUint32(b[end:], crc32.Checksum(b[:end], castagnoli))
+	}
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+// accessEnd walks an encoding (without its trailer) to the access
+// section's checksum and returns its offset, if it gets there.
+func accessEnd(b []byte) (int, bool) {
+	if len(b) < len(indexMagic) {
+		return 0, false
+	}
+	d := decoder{b: b[len(indexMagic):]}
+	d.uvarint()
+	d.byte1()
+	d.str()
+	d.str()
+	d.str()
+	for range 4 {
+		d.size()
+	}
+	d.uvarint()
+	d.uvarint()
+	for range d.count(3) {
+		d.size()
+		d.size()
+		if d.byte1() == pointInflate {
+			d.byte1()
+			d.uvarint()
+			d.bytes(4)
+		}
+	}
+	d.bytes(4 * d.count(4))
+	end := len(b) - len(d.b)
+	return end, d.err == nil && len(d.b) >= 4
 }
 
 // headerCounts returns where b's entry count starts, and the count and
@@ -58,9 +93,10 @@ func withCounts(t *testing.T, b []byte, count, strBytes uint64) []byte {
 }
 
 // TestDecodeAccessErrors runs Decode and DecodeAccess on damaged
-// encodings. DecodeAccess checks everything but the entries section, so
-// damage inside a correctly sealed entries section is Decode's alone to
-// find; damage anywhere else fails both.
+// encodings. DecodeAccess checks the access section and the windows'
+// bounds, not the windows' bytes (a Reader checks each on use) nor the
+// entries, so damage there is Decode's alone to find; damage anywhere
+// else fails both.
 func TestDecodeAccessErrors(t *testing.T) {
 	raw := smallLayer(t)
 	blob := compress(rngFor(t), raw, Gzip, 1)
@@ -73,8 +109,13 @@ func TestDecodeAccessErrors(t *testing.T) {
 	if n != uint64(len(ix.Entries)) {
 		t.Fatalf("header says %d entries, index has %d", n, len(ix.Entries))
 	}
-	// Entries start where the chunk CRCs end.
+	// Entries start where the windows end, and those after the access
+	// section's checksum.
 	entriesAt := len(b) - 4 - len(appendEntriesOrDie(t, ix.Entries))
+	windowsAt := entriesAt - len(ix.windows)
+	if len(ix.windows) == 0 {
+		t.Fatalf("no windows: the test needs a gzip index with inflate points")
+	}
 	future := append([]byte(nil), b...)
 	future[len(indexMagic)] = FormatVersion + 1
 	flip := func(at int) []byte { c := append([]byte(nil), b...); c[at] ^= 4; return c }
@@ -90,11 +131,14 @@ func TestDecodeAccessErrors(t *testing.T) {
 		{"bad magic", append([]byte("XX"), b[2:]...), ErrCorrupt, ErrCorrupt},
 		{"previous version", func() []byte { c := append([]byte(nil), b...); c[len(indexMagic)] = 2; return c }(), ErrVersion, ErrVersion},
 		{"future version", future, ErrVersion, ErrVersion},
-		{"truncated", b[:len(b)-1], ErrCorrupt, ErrCorrupt},
-		{"truncated in the access points, resealed", reseal(append([]byte(nil), b[:entriesAt/2+4]...)), ErrCorrupt, ErrCorrupt},
+		{"truncated", b[:len(b)-1], ErrCorrupt, nil},
+		{"truncated in the windows", b[:windowsAt+len(ix.windows)/2], ErrCorrupt, ErrCorrupt},
+		{"truncated in the access points, resealed", reseal(append([]byte(nil), b[:windowsAt/2+4]...)), ErrCorrupt, ErrCorrupt},
 		{"no entries section, resealed", reseal(append([]byte(nil), b[:entriesAt+4]...)), ErrCorrupt, ErrCorrupt},
 		{"flipped bit in the header", flip(40), ErrCorrupt, ErrCorrupt},
-		{"flipped bit in the entries", flip(entriesAt + 3), ErrCorrupt, ErrCorrupt},
+		{"flipped bit in the access points", flip(windowsAt / 2), ErrCorrupt, ErrCorrupt},
+		{"flipped bit in the windows", flip(windowsAt + 3), ErrCorrupt, nil},
+		{"flipped bit in the entries", flip(entriesAt + 3), ErrCorrupt, nil},
 		{"entry count beyond the entries section", withCounts(t, b, uint64(len(b)), strBytes), ErrCorrupt, ErrCorrupt},
 		{"huge entry count", withCounts(t, b, math.MaxUint64, strBytes), ErrCorrupt, ErrCorrupt},
 		{"one entry more than encoded, resealed", withCounts(t, b, n+1, strBytes), ErrCorrupt, nil},
@@ -130,6 +174,67 @@ func TestDecodeAccessErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReaderDamagedWindow: a window DecodeAccess did not check is
+// checked when a Reader first inflates it; reads that need it fail with
+// ErrCorrupt, and every read that succeeds has the right bytes.
+func TestReaderDamagedWindow(t *testing.T) {
+	raw := smallLayer(t)
+	blob := compress(rngFor(t), raw, Gzip, 1)
+	ix := mustBuild(t, blob, Gzip, BuildOptions{Span: 64 << 10})
+	b, err := ix.MarshalBinary()
+	if err != nil {
+		t.Fatalf("MarshalBinary: %v", err)
+	}
+	want := readTar(t, raw)
+	windowsAt := len(b) - 4 - len(appendEntriesOrDie(t, ix.Entries)) - len(ix.windows)
+	var inflate []point
+	for _, p := range ix.points {
+		if p.Kind == pointInflate {
+			inflate = append(inflate, p)
+		}
+	}
+	if len(inflate) < 2 {
+		t.Fatalf("%d inflate points, want several", len(inflate))
+	}
+	// The middle of the first, a middle and the last window: the ends
+	// of a deflate stream may be padding or framing.
+	for _, p := range []point{inflate[0], inflate[len(inflate)/2], inflate[len(inflate)-1]} {
+		at := p.winOff + p.winLen/2
+		d := append([]byte(nil), b...)
+		d[windowsAt+at] ^= 0x10
+		aix, err := DecodeAccess(d)
+		if err != nil {
+			t.Fatalf("DecodeAccess (window byte %d flipped) = %v, want success", at, err)
+		}
+		failed := 0
+		for i := range ix.Entries {
+			e := &ix.Entries[i]
+			if e.Type != tar.TypeReg {
+				continue
+			}
+			// A fresh Reader starts at the nearest access point, with
+			// its window, instead of decoding on from the last read.
+			for off := int64(0); off < e.Size; off += 16 << 10 {
+				rd := NewReader(aix, bytes.NewReader(blob), ReaderOptions{})
+				buf := make([]byte, min(4<<10, e.Size-off))
+				n, err := rd.ReadAt(e, buf, off)
+				rd.Close()
+				switch {
+				case errors.Is(err, ErrCorrupt):
+					failed++
+				case err != nil && err != io.EOF:
+					t.Errorf("ReadAt(%q, %d) = %v, want success or ErrCorrupt", e.Name, off, err)
+				case !bytes.Equal(buf[:n], want[i].data[off:off+int64(n)]):
+					t.Fatalf("ReadAt(%q, %d) with window byte %d flipped: wrong bytes", e.Name, off, at)
+				}
+			}
+		}
+		if failed == 0 {
+			t.Errorf("window byte %d flipped: every read succeeded", at)
+		}
 	}
 }
 
@@ -203,9 +308,10 @@ func TestCacheAccess(t *testing.T) {
 			}{
 				{"hit", func() {}, true, nil, opts, blob},
 				{"truncated file", func() { os.WriteFile(p, good[:len(good)/2], 0o644) }, false, nil, opts, blob},
-				{"flipped byte", func() {
+				{"flipped byte in the access section", func() {
 					b := append([]byte(nil), good...)
-					b[len(b)/2] ^= 1
+					end, _ := accessEnd(b[:len(b)-4])
+					b[end-3] ^= 1 // a chunk checksum
 					os.WriteFile(p, b, 0o644)
 				}, false, nil, opts, blob},
 				{"empty file", func() { os.WriteFile(p, nil, 0o644) }, false, nil, opts, blob},
@@ -243,6 +349,21 @@ func TestCacheAccess(t *testing.T) {
 						t.Errorf("cache file not rebuilt to the good encoding")
 					}
 				})
+			}
+
+			// Damaged entries: Access does not read them, Index
+			// does, and rebuilds the file.
+			b := append([]byte(nil), good...)
+			b[len(b)-8] ^= 1
+			os.WriteFile(p, b, 0o644)
+			if ix, err := c.Access(ctx, bytes.NewReader(blob), desc, opts); err != nil || ix.Entries != nil {
+				t.Errorf("Access with damaged entries = %v (entries decoded: %v), want a hit", err, ix != nil && ix.Entries != nil)
+			}
+			if ix, err := c.Index(ctx, bytes.NewReader(blob), desc, opts); err != nil || !equalIndex(ix, full) {
+				t.Errorf("Index with damaged entries = %v, want the index rebuilt", err)
+			}
+			if b, _ := os.ReadFile(p); !bytes.Equal(b, good) {
+				t.Errorf("cache file with damaged entries not rebuilt by Index")
 			}
 
 			t.Run("Index after Access", func(t *testing.T) {

@@ -240,7 +240,8 @@ func build1(ctx context.Context, blob io.ReaderAt, desc ocispec.Descriptor, opts
 				werr = err
 				return
 			}
-			addPoint(point{U: u, C: deflateStart + cp.CompressedOffset, Bits: cp.BitOffset, Kind: pointInflate, winOff: off, winLen: n})
+			addPoint(point{U: u, C: deflateStart + cp.CompressedOffset, Bits: cp.BitOffset, Kind: pointInflate,
+				winOff: off, winLen: n, winCRC: crc32.Checksum(cp.Window, castagnoli)})
 		}
 		stream = z
 	case Zstd:

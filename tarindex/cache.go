@@ -149,8 +149,8 @@ func (c *Cache) load(p string, blob io.ReaderAt, desc ocispec.Descriptor, opts B
 		f.Close()
 	} else {
 		ix.file = f
-		// Checked in full; from now on only the windows of the spans
-		// read are needed, so the rest need not count as resident.
+		// From now on only the windows of the spans read are needed:
+		// what decode touched need not count as resident.
 		f.Release()
 	}
 	if err != nil {

@@ -17,7 +17,7 @@ const (
 	indexMagic = "OCIFSIDX"
 	// FormatVersion is the version of the index encoding written by
 	// MarshalBinary and read by Decode and DecodeAccess.
-	FormatVersion = 3
+	FormatVersion = 4
 )
 
 // entry flags: rare fields are present only when their bit is set.
@@ -68,14 +68,18 @@ func (ix *Index) MarshalBinary() ([]byte, error) {
 		if p.Kind == pointInflate {
 			b = append(b, p.Bits)
 			b = binary.AppendUvarint(b, uint64(p.winLen))
+			b = binary.LittleEndian.AppendUint32(b, p.winCRC)
 		}
 	}
-	b = binary.AppendUvarint(b, uint64(len(ix.windows)))
-	b = append(b, ix.windows...)
 	b = binary.AppendUvarint(b, uint64(len(ix.chunkCRC)))
 	for _, c := range ix.chunkCRC {
 		b = binary.LittleEndian.AppendUint32(b, c)
 	}
+	// What a Reader needs, but for the windows, ends here and has its
+	// own checksum: DecodeAccess checks these few KiB, not the file.
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	b = binary.AppendUvarint(b, uint64(len(ix.windows)))
+	b = append(b, ix.windows...)
 
 	// The entries come last, so that DecodeAccess can stop before them:
 	// they run from here to the checksum.
@@ -183,6 +187,8 @@ func commonPrefix(a, b string) int {
 // the version (ErrVersion) and the CRC-32C trailer, then every field
 // (ErrCorrupt), so a decoded Index is safe to read with. The Index keeps
 // parts of b (the gzip windows): the caller must not modify b afterwards.
+// Each window is checked against its own checksum when a Reader first
+// inflates it.
 func Decode(b []byte) (*Index, error) {
 	ix, err := decode(b, true)
 	if err != nil {
@@ -191,14 +197,16 @@ func Decode(b []byte) (*Index, error) {
 	return ix, nil
 }
 
-// DecodeAccess is Decode without the entries: it checks everything
-// Decode checks except the entries section (magic, version, the CRC-32C
-// of the whole encoding, every access point, window and chunk checksum,
-// and that the entry count fits in the entries section), and returns an
-// Index whose Entries is nil but which a Reader can read with; Summary
-// still reports the entry count. It is for callers that get their
-// entries elsewhere (a cached merged tree): decoding 100,000 entries
-// costs far more than everything else in an index.
+// DecodeAccess is Decode without the entries: it checks what a Reader
+// reads with (magic, version, the access section and its CRC-32C,
+// every access point and chunk checksum, the windows' bounds, and that
+// the entry count fits in the entries section), and returns an Index
+// whose Entries is nil but which a Reader can read with; Summary still
+// reports the entry count. It reads neither the entries nor the windows,
+// nor the whole-file checksum over them: each window is checked when a
+// Reader inflates it, and the entries are not used. It is for callers
+// that get their entries elsewhere (a cached merged tree), and its cost
+// does not grow with the layer's files or windows.
 //
 // Whatever Decode accepts, DecodeAccess accepts and decodes to the same
 // Index but for Entries. Like Decode, the Index keeps parts of b.
@@ -220,8 +228,10 @@ func decode(b []byte, entries bool) (*Index, error) {
 	if v := d.uvarint(); d.err != nil || v != FormatVersion {
 		return nil, fmt.Errorf("version %d, want %d: %w", v, FormatVersion, ErrVersion)
 	}
-	if got, want := crc32.Checksum(b[:len(b)-4], castagnoli), binary.LittleEndian.Uint32(b[len(b)-4:]); got != want {
-		return nil, fmt.Errorf("checksum %08x, trailer says %08x: %w", got, want, ErrCorrupt)
+	if entries {
+		if got, want := crc32.Checksum(b[:len(b)-4], castagnoli), binary.LittleEndian.Uint32(b[len(b)-4:]); got != want {
+			return nil, fmt.Errorf("checksum %08x, trailer says %08x: %w", got, want, ErrCorrupt)
+		}
 	}
 	ix := &Index{compression: Compression(d.byte1()), encodedSize: len(b)}
 	ix.MediaType = d.str()
@@ -269,6 +279,9 @@ func decode(b []byte, entries bool) (*Index, error) {
 			if p.Bits > 7 || p.winLen < 0 || p.winLen > 1<<20 {
 				d.fail("inflate access point")
 			}
+			if raw := d.bytes(4); raw != nil {
+				p.winCRC = binary.LittleEndian.Uint32(raw)
+			}
 			winTotal += p.winLen
 		case p.Kind == pointStart:
 		default:
@@ -281,13 +294,6 @@ func decode(b []byte, entries bool) (*Index, error) {
 	if ix.compression != Uncompressed && np == 0 && ix.TarSize > 0 {
 		d.fail("no access points")
 	}
-	wl := int(d.uvarint())
-	if w := d.bytes(wl); len(w) > 0 {
-		ix.windows = w // shares b, which Decode's caller gives up
-	}
-	if d.err == nil && wl != winTotal {
-		d.fail("window bytes")
-	}
 	nc := d.count(4)
 	if nc > 0 {
 		ix.chunkCRC = make([]uint32, nc)
@@ -298,11 +304,27 @@ func decode(b []byte, entries bool) (*Index, error) {
 			ix.chunkCRC[i] = binary.LittleEndian.Uint32(raw[4*i:])
 		}
 	}
+	// The access section ends here, sealed by its own checksum.
+	end := len(b) - 4 - len(d.b)
+	sum := d.bytes(4)
 	if d.err != nil {
 		return nil, d.err
 	}
+	if got, want := crc32.Checksum(b[:end], castagnoli), binary.LittleEndian.Uint32(sum); got != want {
+		return nil, fmt.Errorf("access section checksum %08x, stored %08x: %w", got, want, ErrCorrupt)
+	}
 	if want := ix.computeChunkBase(); want != nc {
 		return nil, fmt.Errorf("%d chunk checksums for %d chunks: %w", nc, want, ErrCorrupt)
+	}
+	wl := int(d.uvarint())
+	if w := d.bytes(wl); len(w) > 0 {
+		ix.windows = w // shares b, which Decode's caller gives up
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	if wl != winTotal {
+		return nil, fmt.Errorf("%d bytes of windows, access points say %d: %w", wl, winTotal, ErrCorrupt)
 	}
 
 	// What is left is the entries section. An entry takes at least 8

@@ -57,6 +57,7 @@ type point struct {
 	Kind   uint8
 	winOff int // pointInflate: window's compressed bytes are windows[winOff:winOff+winLen]
 	winLen int
+	winCRC uint32 // pointInflate: CRC-32C of the inflated window
 }
 
 // Summary is what a caller prints about an index.

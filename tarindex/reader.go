@@ -512,6 +512,10 @@ func (r *Reader) openDecoder(seg int) (*liveDecoder, error) {
 		if len(win) > 32<<10 {
 			return nil, fmt.Errorf("inflate window of access point %d: longer than 32 KiB: %w", seg, ErrCorrupt)
 		}
+		// DecodeAccess left the windows to be checked here, on use.
+		if got := crc32.Checksum(win, castagnoli); got != p.winCRC {
+			return nil, fmt.Errorf("window of access point %d: checksum %08x, index says %08x: %w", seg, got, p.winCRC, ErrCorrupt)
+		}
 		d.r = resumeGzip(br, p, win)
 	case ix.compression == Zstd && p.Kind == pointStart:
 		z, err := newZstdStream(br)

@@ -13,13 +13,11 @@ import (
 // Map maps the regular file at path read-only. An error for a missing
 // file wraps io/fs.ErrNotExist.
 //
-// Why not os.ReadFile: on the VMs ocifs is measured on, the first
-// user-mode touch of each page of fresh heap memory costs several
-// microseconds, and a file read into a new buffer is touched twice, by
-// the kernel's copy and by the first read. 12 MB of layer indexes took
-// ~75 ms to read and check that way, more than the 50 ms a mount has to
-// its first byte; mapped (and populated in one call on Linux), ~6 ms
-// (docs/index-format.md, "Loading").
+// Why not os.ReadFile: a mount reads a few KiB of each layer index (its
+// access section) and later the gzip windows of the spans it reads;
+// mapped, the rest of the file is never touched. Read, all of it would
+// be copied into fresh memory, which on the VMs ocifs is measured on
+// costs several microseconds a page (docs/index-format.md, "Loading").
 func Map(path string) (*Mapping, error) {
 	f, size, err := openRegular(path, "map")
 	if err != nil {
@@ -29,7 +27,7 @@ func Map(path string) (*Mapping, error) {
 	if size == 0 {
 		return &Mapping{b: []byte{}}, nil // mmap refuses length 0
 	}
-	b, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ, mapFlags)
+	b, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ, syscall.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("map cache file %q: %w", path, err)
 	}
