@@ -4,10 +4,12 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -439,5 +441,47 @@ func TestForeignNode(t *testing.T) {
 		if tr.ReadDir(n) != nil || tr.Lookup(n, "f") != nil {
 			t.Errorf("node %+v: ReadDir or Lookup found children", n)
 		}
+	}
+}
+
+// TestDecodeLargeCorrupt: a tree big enough to be checksummed on its
+// own goroutine (parallelCheck) gets the same verdicts, and a damaged
+// checksum is reported before the damage it hides.
+func TestDecodeLargeCorrupt(t *testing.T) {
+	var es []tarindex.Entry
+	for i := range 12000 {
+		es = append(es, file(fmt.Sprintf("dir%02d/file-with-a-longish-name-%05d", i%50, i)))
+	}
+	tr := mustMerge(t, layers(es))
+	good, _ := tr.MarshalBinary()
+	if len(good) < parallelCheck {
+		t.Fatalf("tree of %d bytes, want at least %d", len(good), parallelCheck)
+	}
+	// Dirents 2 and 3 are children of the same directory, in order:
+	// swapping their IDs breaks the ID order checkDirs insists on.
+	swap := func(b []byte) {
+		x, y := direntAt(b, 2)[dID:], direntAt(b, 3)[dID:]
+		a, c := le.Uint32(x), le.Uint32(y)
+		le.PutUint32(x, c)
+		le.PutUint32(y, a)
+	}
+	for _, tc := range []struct {
+		name     string
+		mutate   func(b []byte)
+		checksum bool // want the checksum's error
+	}{
+		{"flipped name byte", func(b []byte) { b[len(b)-10] ^= 0x20 }, true},
+		{"swapped children, resealed", func(b []byte) { swap(b); fixCRC(b) }, false},
+		{"swapped children, stale checksum", swap, true},
+	} {
+		b := bytes.Clone(good)
+		tc.mutate(b)
+		_, err := Decode(b)
+		if !errors.Is(err, ErrCorrupt) || strings.Contains(err.Error(), "checksum") != tc.checksum {
+			t.Errorf("%s: Decode = %v, want ErrCorrupt (from the checksum: %v)", tc.name, err, tc.checksum)
+		}
+	}
+	if _, err := Decode(bytes.Clone(good)); err != nil {
+		t.Errorf("Decode(intact) = %v", err)
 	}
 }

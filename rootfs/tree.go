@@ -50,14 +50,14 @@ func (c *treeCache) path(layers []image.Layer) string {
 // load returns the cached tree of layers and the Mapping that holds
 // it, or nils when there is no usable one (a file that is missing,
 // unreadable or bad only means merging again; the reason is logged).
-// The file is read whole into huge pages (cachefile.Read): Decode
-// checks every byte of it anyway, and on the VMs ocifs is measured on
-// faulting in a 100k-file tree (~13 MB) 4 KiB at a time costs more
-// than the copy. The tree points into the Mapping, which must stay
-// open while the tree or any name from it is used.
+// The file is mapped populated (cachefile.Map): Decode reads every
+// byte of it at once, and a copy would land in fresh memory, which on
+// the VMs ocifs is measured on costs up to four times as much as the
+// page-cache pages already there. The tree points into the Mapping,
+// which must stay open while the tree or any name from it is used.
 func (c *treeCache) load(layers []image.Layer) (*overlay.Tree, *cachefile.Mapping) {
 	p := c.path(layers)
-	m, err := cachefile.Read(p)
+	m, err := cachefile.Map(p, cachefile.MapOptions{Populate: true})
 	if err != nil {
 		if !errors.Is(err, iofs.ErrNotExist) {
 			c.logger.Info("merge again: cached tree unreadable", "path", p, "reason", err)

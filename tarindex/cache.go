@@ -133,7 +133,7 @@ func (c *Cache) get(ctx context.Context, blob io.ReaderAt, desc ocispec.Descript
 // mapping, everything else Decode copies, so an index without windows
 // unmaps it at once.
 func (c *Cache) load(p string, blob io.ReaderAt, desc ocispec.Descriptor, opts BuildOptions, decode func([]byte) (*Index, error)) (*Index, error) {
-	f, err := cachefile.Map(p)
+	f, err := cachefile.Map(p, cachefile.MapOptions{})
 	if err != nil {
 		return nil, err
 	}

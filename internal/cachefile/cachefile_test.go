@@ -106,8 +106,7 @@ func TestLock(t *testing.T) {
 	})
 }
 
-// TestMap covers Map and Read, which differ only in how the bytes get
-// into memory.
+// TestMap covers Map, populated or not.
 func TestMap(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, s string) string {
@@ -133,11 +132,11 @@ func TestMap(t *testing.T) {
 	}
 	for _, load := range []struct {
 		name string
-		f    func(string) (*Mapping, error)
-	}{{"Map", Map}, {"Read", Read}} {
+		opts MapOptions
+	}{{"Map", MapOptions{}}, {"Map populated", MapOptions{Populate: true}}} {
 		for _, tc := range vectors {
 			t.Run(load.name+"/"+tc.name, func(t *testing.T) {
-				m, err := load.f(tc.path)
+				m, err := Map(tc.path, load.opts)
 				if tc.wantErr {
 					if err == nil || (tc.errIs != nil && !errors.Is(err, tc.errIs)) {
 						t.Fatalf("%s(%q) = %v, want an error (wrapping %v)", load.name, tc.path, err, tc.errIs)
@@ -150,8 +149,8 @@ func TestMap(t *testing.T) {
 				if got := string(m.Bytes()); got != tc.want {
 					t.Errorf("%s(%q).Bytes() = %d bytes, want %d", load.name, tc.path, len(got), len(tc.want))
 				}
-				// Release only drops residency (and must not
-				// discard a copy): the bytes read back.
+				// Release only drops residency: the bytes read
+				// back.
 				m.Release()
 				if got := string(m.Bytes()); got != tc.want {
 					t.Errorf("after Release, %s(%q).Bytes() = %d bytes differing from the file", load.name, tc.path, len(got))
@@ -176,7 +175,7 @@ func TestMapSurvivesReplace(t *testing.T) {
 	if err := WriteAtomic(p, old); err != nil {
 		t.Fatalf("setup: %v", err)
 	}
-	m, err := Map(p)
+	m, err := Map(p, MapOptions{})
 	if err != nil {
 		t.Fatalf("Map(%q) = %v", p, err)
 	}
@@ -203,7 +202,7 @@ func TestCatchFault(t *testing.T) {
 	if err := WriteAtomic(p, bytes.Repeat([]byte{1}, 64<<10)); err != nil {
 		t.Fatalf("setup: %v", err)
 	}
-	m, err := Map(p)
+	m, err := Map(p, MapOptions{})
 	if err != nil {
 		t.Fatalf("Map(%q) = %v", p, err)
 	}

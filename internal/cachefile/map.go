@@ -11,8 +11,7 @@ import (
 // process truncated it after it was mapped.
 var ErrFault = errors.New("cachefile: fault reading mapped file")
 
-// Mapping is a cache file mapped read-only into memory (Map), or a copy
-// of it (Read).
+// Mapping is a cache file mapped read-only into memory (Map).
 //
 // It is unmapped by Close, or else once the Mapping is unreachable, so
 // whatever keeps slices of Bytes must keep the Mapping referenced too
@@ -21,7 +20,6 @@ type Mapping struct {
 	b       []byte
 	cleanup runtime.Cleanup
 	unmap   func([]byte) // nil when nothing was mapped
-	copied  bool         // by Read: Release must not discard it
 }
 
 // Bytes returns the file's contents. They must not be modified, and

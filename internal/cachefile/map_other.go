@@ -7,10 +7,13 @@ import (
 	"os"
 )
 
+// MapOptions tunes Map; where mmap is missing there is nothing to tune.
+type MapOptions struct{ Populate bool }
+
 // Map reads the file at path where mmap is missing; the Mapping then
 // holds an ordinary copy and Close does nothing. An error for a missing
 // file wraps io/fs.ErrNotExist.
-func Map(path string) (*Mapping, error) {
+func Map(path string, _ MapOptions) (*Mapping, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("map cache file: %w", err)
