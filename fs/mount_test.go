@@ -311,9 +311,9 @@ type countingTree struct {
 	readDirs atomic.Int64
 }
 
-func (c *countingTree) ReadDir(dir *overlay.Node) []overlay.DirEntry {
+func (c *countingTree) ReadDirChecked(dir *overlay.Node) ([]overlay.DirEntry, error) {
 	c.readDirs.Add(1)
-	return c.Tree.ReadDir(dir)
+	return c.Tree.ReadDirChecked(dir)
 }
 
 func TestMountReadError(t *testing.T) {
@@ -454,5 +454,48 @@ func TestUnmountBusy(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("server still running 10s after the last file was closed")
+	}
+}
+
+// TestMountDamagedLazyTree: a tree checked lazily (as a warm mount's
+// is) that turns out damaged answers EIO, logged, where the damage is
+// used, and serves the rest.
+func TestMountDamagedLazyTree(t *testing.T) {
+	b := &layerBuilder{}
+	for i := range 3000 { // ~190 KiB of records: several checksum blocks
+		b.file(fmt.Sprintf("d%d/file-%04d", i%10, i), 0o644, []byte(fmt.Sprint(i)))
+	}
+	merged, c := merge(t, b)
+	enc, _ := merged.MarshalBinary()
+	enc = bytes.Clone(enc)
+	victim, err := merged.Resolve("d4/file-0504")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The victim's record is in the second 64 KiB block, which
+	// neither the root's nor d1's listing reads.
+	at := 64 + int(victim.ID-1)*64
+	if at>>16 != 1 {
+		t.Fatalf("victim record at %d, not in the second block", at)
+	}
+	enc[at] ^= 0x10
+	tree, err := overlay.DecodeLazy(enc)
+	if err != nil {
+		t.Fatalf("DecodeLazy: %v", err)
+	}
+	var logs syncLogBuffer
+	mnt := mountTree(t, tree, c, fs.MountOptions{Options: fs.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}})
+
+	if got, err := os.ReadFile(filepath.Join(mnt, "d1/file-0001")); err != nil || string(got) != "1" {
+		t.Errorf("ReadFile(d1/file-0001) = %q, %v; want \"1\"", got, err)
+	}
+	if _, err := os.ReadDir(filepath.Join(mnt, "d4")); !errors.Is(err, syscall.EIO) {
+		t.Errorf("ReadDir(d4) = %v, want EIO", err)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "d4/file-0504")); !errors.Is(err, syscall.EIO) {
+		t.Errorf("Stat(d4/file-0504) = %v, want EIO", err)
+	}
+	if !strings.Contains(logs.String(), "corrupt tree encoding") {
+		t.Errorf("the damage was not logged:\n%s", logs.String())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -62,12 +63,14 @@ func (o Options) attrTimeout() time.Duration {
 	return DefaultTimeout
 }
 
-// tree is what fs needs of an overlay.Tree.
+// tree is what fs needs of an overlay.Tree: the Checked methods, since
+// a lazily checked tree (overlay.DecodeLazy) reports damage as it
+// meets it, which fs answers with EIO.
 type tree interface {
 	Root() *overlay.Node
-	Node(id uint64) *overlay.Node
-	Lookup(dir *overlay.Node, name string) *overlay.Node
-	ReadDir(dir *overlay.Node) []overlay.DirEntry
+	NodeChecked(id uint64) (*overlay.Node, error)
+	LookupChecked(dir *overlay.Node, name string) (*overlay.Node, error)
+	ReadDirChecked(dir *overlay.Node) ([]overlay.DirEntry, error)
 	HasXattrs() bool
 }
 
@@ -102,14 +105,18 @@ type node struct {
 	id   uint64
 }
 
-// node decodes the overlay node this inode serves.
-func (n *node) node() *overlay.Node {
-	if o := n.fsys.tree.Node(n.id); o != nil {
-		return o
+// node decodes the overlay node this inode serves, for op: EIO (and a
+// log line) if the tree finds it damaged.
+func (n *node) node(op string) (*overlay.Node, syscall.Errno) {
+	o, err := n.fsys.tree.NodeChecked(n.id)
+	if err == nil && o == nil {
+		// IDs come from the tree itself, so this cannot happen.
+		err = fmt.Errorf("node %d: not in the tree", n.id)
 	}
-	// IDs come from the tree itself, so this cannot happen; an
-	// empty directory is the least harmful answer if it does.
-	return &overlay.Node{ID: n.id, Layer: -1}
+	if err != nil {
+		return nil, n.fsys.errno(op, nil, err)
+	}
+	return o, 0
 }
 
 // NewRoot returns the root of a node tree serving t with file contents
@@ -224,7 +231,14 @@ var _ = (fusefs.NodeLookuper)((*node)(nil))
 // its inode. Failed lookups are cached by the kernel through the
 // NegativeTimeout that Mount sets.
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	child := n.fsys.tree.Lookup(n.node(), name)
+	dir, errno := n.node("lookup")
+	if errno != 0 {
+		return nil, errno
+	}
+	child, err := n.fsys.tree.LookupChecked(dir, name)
+	if err != nil {
+		return nil, n.fsys.errno("lookup", dir, err)
+	}
 	if child == nil {
 		return nil, syscall.ENOENT
 	}
@@ -238,7 +252,11 @@ var _ = (fusefs.NodeGetattrer)((*node)(nil))
 
 // Getattr reports the entry's metadata.
 func (n *node) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fillAttr(n.node(), &out.Attr)
+	o, errno := n.node("getattr")
+	if errno != 0 {
+		return errno
+	}
+	fillAttr(o, &out.Attr)
 	out.SetTimeout(n.fsys.attrTimeout)
 	return 0
 }
@@ -255,7 +273,11 @@ func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
 		return syscall.EROFS
 	}
 	if mask&unix.X_OK != 0 && !n.isDir() {
-		if e := n.node().Entry; e == nil || e.Mode&0o111 == 0 {
+		o, errno := n.node("access")
+		if errno != 0 {
+			return errno
+		}
+		if e := o.Entry; e == nil || e.Mode&0o111 == 0 {
 			return syscall.EACCES
 		}
 	}
@@ -278,7 +300,14 @@ func (n *node) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
 	if !n.isDir() {
 		return nil, syscall.ENOTDIR
 	}
-	children := n.fsys.tree.ReadDir(n.node())
+	dir, errno := n.node("readdir")
+	if errno != 0 {
+		return nil, errno
+	}
+	children, err := n.fsys.tree.ReadDirChecked(dir)
+	if err != nil {
+		return nil, n.fsys.errno("readdir", dir, err)
+	}
 	parent := n.id
 	if _, p := n.Parent(); p != nil {
 		parent = p.StableAttr().Ino
@@ -333,7 +362,10 @@ func (n *node) Read(ctx context.Context, f fusefs.FileHandle, dest []byte, off i
 	if !n.isRegular() {
 		return nil, syscall.EISDIR
 	}
-	o := n.node()
+	o, errno := n.node("read")
+	if errno != 0 {
+		return nil, errno
+	}
 	size := o.Entry.Size
 	if off < 0 {
 		return nil, syscall.EINVAL
@@ -363,17 +395,22 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	if n.fileMode() != syscall.S_IFLNK {
 		return nil, syscall.EINVAL
 	}
-	return []byte(n.node().Entry.Linkname), 0
+	o, errno := n.node("readlink")
+	if errno != 0 {
+		return nil, errno
+	}
+	return []byte(o.Entry.Linkname), 0
 }
 
-func (n *node) xattrs() []tarindex.Xattr {
+func (n *node) xattrs(op string) ([]tarindex.Xattr, syscall.Errno) {
 	if !n.fsys.hasXattrs {
-		return nil
+		return nil, 0
 	}
-	if e := n.node().Entry; e != nil {
-		return e.Xattrs
+	o, errno := n.node(op)
+	if errno != 0 || o.Entry == nil {
+		return nil, errno
 	}
-	return nil
+	return o.Entry.Xattrs, 0
 }
 
 var _ = (fusefs.NodeGetxattrer)((*node)(nil))
@@ -381,7 +418,10 @@ var _ = (fusefs.NodeGetxattrer)((*node)(nil))
 // Getxattr answers from the entry's sorted xattrs. With a zero-length
 // dest it reports the size, as getxattr(2) does.
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	xs := n.xattrs()
+	xs, errno := n.xattrs("getxattr")
+	if errno != 0 {
+		return 0, errno
+	}
 	i, ok := slices.BinarySearchFunc(xs, attr, func(x tarindex.Xattr, key string) int {
 		switch {
 		case x.Key < key:
@@ -408,7 +448,10 @@ var _ = (fusefs.NodeListxattrer)((*node)(nil))
 
 // Listxattr lists the entry's xattr names, each NUL-terminated.
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	xs := n.xattrs()
+	xs, errno := n.xattrs("listxattr")
+	if errno != 0 {
+		return 0, errno
+	}
 	size := 0
 	for _, x := range xs {
 		size += len(x.Key) + 1
@@ -440,7 +483,10 @@ func (f *filesystem) count() totals {
 		seen := map[uint64]bool{}
 		var walk func(dir *overlay.Node)
 		walk = func(dir *overlay.Node) {
-			for _, c := range f.tree.ReadDir(dir) {
+			// A damaged directory counts as empty: statfs's
+			// figures are estimates anyway.
+			children, _ := f.tree.ReadDirChecked(dir)
+			for _, c := range children {
 				if seen[c.Node.ID] {
 					continue
 				}

@@ -174,7 +174,10 @@
 // back, checking them completely (CRC-32C, bounds, every record, sorted
 // children, one tree from the root), so that a tree cached on disk loads
 // in one pass over its bytes - about 2 ms for 110,000 nodes - instead of
-// decoding every layer's entries and merging again.
+// decoding every layer's entries and merging again. DecodeLazy checks
+// the same as the tree is used (a 64 KiB block's checksum, a record, a
+// directory at a time), so that a mount's load costs the same at any
+// size (docs/tree-format.md, "Lazy checking").
 //
 // Nodes are decoded when asked for, each call giving a fresh *Node and
 // *tarindex.Entry (one allocation; strings point into the encoding), so

@@ -159,7 +159,9 @@ func (e *encoder) finish(layers int) (*Tree, error) {
 	direntsAt := nodesAt + nn*recSize
 	extraAt := direntsAt + nd*direntSize
 	namesAt := extraAt + len(e.extra)
-	size := namesAt + int(e.namesLen) + trailerSize
+	body := namesAt + int(e.namesLen)
+	nb := (body + blockSize - 1) >> blockShift
+	size := body + 4*nb + trailerSize
 	b := make([]byte, size)
 
 	copy(b, treeMagic)
@@ -229,9 +231,14 @@ func (e *encoder) finish(layers int) (*Tree, error) {
 		// The decisions above and in first, dirent and dir disagree.
 		panic(fmt.Sprintf("overlay: encoded %d bytes of names, planned %d", no, len(names)))
 	}
-	le.PutUint32(b[size-trailerSize:], crc32.Checksum(b[:size-trailerSize], castagnoli))
+	for i := range nb {
+		le.PutUint32(b[body+4*i:], crc32.Checksum(b[i<<blockShift:min((i+1)<<blockShift, body)], castagnoli))
+	}
+	le.PutUint32(b[size-trailerSize:], crc32.Checksum(b[body:size-trailerSize], castagnoli))
 
-	t := newTree(b, uint32(nn), uint32(nd), uint32(len(e.extra)), uint32(layers))
-	t.hasXattrs = e.xattrs
-	return t, nil
+	var flags uint32
+	if e.xattrs {
+		flags = hasXattrsFlag
+	}
+	return newTree(b, &layout{nn: uint32(nn), nd: uint32(nd), xl: uint32(len(e.extra)), nl: uint32(e.namesLen), layers: uint32(layers), flags: flags, body: body}), nil
 }

@@ -18,7 +18,7 @@ import (
 // FormatVersion is the version of the tree encoding that Decode reads
 // and Merge writes. Caches keep it in their file names, so a new
 // version never reads an old file: it merges again.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // Errors returned by Decode, wrapped.
 var (
@@ -35,6 +35,11 @@ const (
 	recSize     = 64
 	direntSize  = 12
 	trailerSize = 4
+
+	// The body (header to names) is checksummed in blocks of this
+	// size, so that DecodeLazy checks only the blocks a mount reads.
+	blockShift = 16
+	blockSize  = 1 << blockShift
 
 	// Header fields (byte offsets).
 	hVersion  = 8
@@ -97,8 +102,8 @@ var (
 func (t *Tree) MarshalBinary() ([]byte, error) { return t.b, nil }
 
 // Decode returns the tree b encodes. It checks everything the methods of
-// Tree rely on before returning (magic, FormatVersion, the CRC-32C
-// trailer, section bounds, every node record and its extra fields,
+// Tree rely on before returning (magic, FormatVersion, the CRC-32C of
+// every block, section bounds, every node record and its extra fields,
 // every directory's children: in bounds, strictly sorted by name,
 // forming one tree from the root), so no input makes a later call
 // panic or loop; errors wrap ErrCorrupt or ErrVersion. The cost is one
@@ -119,22 +124,89 @@ func corrupt(format string, args ...any) error {
 	return fmt.Errorf(format+": %w", append(args, ErrCorrupt)...)
 }
 
-func decode(b []byte) (*Tree, error) {
+// layout is what the header says of the sections, checked against the
+// length of the encoding.
+type layout struct {
+	nn, nd, xl, nl, layers uint32
+	flags                  uint32
+	body                   int    // header to names
+	table                  []byte // the block checksums
+}
+
+// parseLayout checks what can be checked without the block checksums:
+// magic, version, that the sections add up to len(b), and the
+// checksum of the block checksum table.
+func parseLayout(b []byte) (layout, error) {
+	var l layout
 	if len(b) < headerSize+trailerSize || string(b[:len(treeMagic)]) != treeMagic {
-		return nil, corrupt("bad magic")
+		return l, corrupt("bad magic")
 	}
-	// The version comes before the checksum: another version may lay
+	// The version comes before the checksums: another version may lay
 	// out (or checksum) its bytes differently.
 	if v := le.Uint32(b[hVersion:]); v != FormatVersion {
-		return nil, fmt.Errorf("version %d, want %d: %w", v, FormatVersion, ErrVersion)
+		return l, fmt.Errorf("version %d, want %d: %w", v, FormatVersion, ErrVersion)
 	}
-	// The checksum and the checks below are independent passes over
+	l.flags = le.Uint32(b[hFlags:])
+	l.nn, l.nd = le.Uint32(b[hNodes:]), le.Uint32(b[hDirents:])
+	l.xl, l.nl = le.Uint32(b[hExtraLen:]), le.Uint32(b[hNamesLen:])
+	l.layers = le.Uint32(b[hLayers:])
+	// Sections follow each other in a fixed order; their sizes must add
+	// up to the file exactly (uint64: no overflow from 32-bit counts).
+	body := uint64(headerSize) + uint64(l.nn)*recSize + uint64(l.nd)*direntSize + uint64(l.xl) + uint64(l.nl)
+	nb := (body + blockSize - 1) >> blockShift
+	if want := body + 4*nb + trailerSize; want != uint64(len(b)) {
+		return l, corrupt("sections need %d bytes, have %d", want, len(b))
+	}
+	l.body = int(body)
+	l.table = b[l.body : len(b)-trailerSize]
+	if got, want := crc32.Checksum(l.table, castagnoli), le.Uint32(b[len(b)-trailerSize:]); got != want {
+		return l, corrupt("checksum of the block checksums %08x, trailer says %08x", got, want)
+	}
+	return l, nil
+}
+
+// checkHeader checks the header fields; its block has been checked.
+func (l *layout) checkHeader(b []byte) error {
+	if l.flags&^hasXattrsFlag != 0 {
+		return corrupt("header flags %#x", l.flags)
+	}
+	for _, c := range b[hReserved:headerSize] {
+		if c != 0 {
+			return corrupt("reserved header bytes")
+		}
+	}
+	if l.nn == 0 {
+		return corrupt("no root")
+	}
+	if l.layers > math.MaxInt32 {
+		return corrupt("%d layers", l.layers)
+	}
+	return nil
+}
+
+// checkBlock checks block i of the body against its checksum.
+func checkBlock(b []byte, l *layout, i int) error {
+	lo := i << blockShift
+	hi := min(lo+blockSize, l.body)
+	if got, want := crc32.Checksum(b[lo:hi], castagnoli), le.Uint32(l.table[4*i:]); got != want {
+		return corrupt("block %d checksum %08x, table says %08x", i, got, want)
+	}
+	return nil
+}
+
+func decode(b []byte) (*Tree, error) {
+	l, err := parseLayout(b)
+	if err != nil {
+		return nil, err
+	}
+	// The checksums and the checks below are independent passes over
 	// b: a large tree runs them on two cores (the checks are safe on
-	// any bytes), and the checksum's verdict comes first either way.
-	body := len(b) - trailerSize
+	// any bytes), and the checksums' verdict comes first either way.
 	sum := func() error {
-		if got, want := crc32.Checksum(b[:body], castagnoli), le.Uint32(b[body:]); got != want {
-			return corrupt("checksum %08x, trailer says %08x", got, want)
+		for i := range len(l.table) / 4 {
+			if err := checkBlock(b, &l, i); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
@@ -142,11 +214,11 @@ func decode(b []byte) (*Tree, error) {
 		if err := sum(); err != nil {
 			return nil, err
 		}
-		return decodeChecked(b)
+		return decodeChecked(b, &l)
 	}
 	sumErr := make(chan error, 1)
 	go func() { sumErr <- sum() }()
-	t, err := decodeChecked(b)
+	t, err := decodeChecked(b, &l)
 	if err := <-sumErr; err != nil {
 		return nil, err
 	}
@@ -157,35 +229,13 @@ func decode(b []byte) (*Tree, error) {
 // another goroutine: about 1 ms of work each way.
 const parallelCheck = 1 << 20
 
-// decodeChecked is decode after the version, for an encoding whose
-// checksum is checked (or being checked) elsewhere.
-func decodeChecked(b []byte) (*Tree, error) {
-	flags := le.Uint32(b[hFlags:])
-	if flags&^hasXattrsFlag != 0 {
-		return nil, corrupt("header flags %#x", flags)
+// decodeChecked is decode after the layout, for an encoding whose
+// blocks are checked (or being checked) elsewhere.
+func decodeChecked(b []byte, l *layout) (*Tree, error) {
+	if err := l.checkHeader(b); err != nil {
+		return nil, err
 	}
-	for _, c := range b[hReserved:headerSize] {
-		if c != 0 {
-			return nil, corrupt("reserved header bytes")
-		}
-	}
-	nn, nd := le.Uint32(b[hNodes:]), le.Uint32(b[hDirents:])
-	xl, nl := le.Uint32(b[hExtraLen:]), le.Uint32(b[hNamesLen:])
-	layers := le.Uint32(b[hLayers:])
-	if nn == 0 {
-		return nil, corrupt("no root")
-	}
-	if layers > math.MaxInt32 {
-		return nil, corrupt("%d layers", layers)
-	}
-	// Sections follow each other in a fixed order; their sizes must add
-	// up to the file exactly (uint64: no overflow from 32-bit counts).
-	if want := uint64(headerSize) + uint64(nn)*recSize + uint64(nd)*direntSize +
-		uint64(xl) + uint64(nl) + trailerSize; want != uint64(len(b)) {
-		return nil, corrupt("sections need %d bytes, have %d", want, len(b))
-	}
-	t := newTree(b, nn, nd, xl, layers)
-	t.hasXattrs = flags&hasXattrsFlag != 0
+	t := newTree(b, l)
 	if err := t.check(); err != nil {
 		return nil, err
 	}
@@ -194,16 +244,16 @@ func decodeChecked(b []byte) (*Tree, error) {
 
 // newTree cuts b into its sections; the sizes have been checked (Decode)
 // or are right by construction (Merge).
-func newTree(b []byte, nn, nd, xl, layers uint32) *Tree {
-	t := &Tree{b: b, len: nn, ndirents: nd, layers: layers}
+func newTree(b []byte, l *layout) *Tree {
+	t := &Tree{b: b, len: l.nn, ndirents: l.nd, layers: l.layers, hasXattrs: l.flags&hasXattrsFlag != 0}
 	o := headerSize
-	t.nodes = b[o : o+int(nn)*recSize : o+int(nn)*recSize]
-	o += int(nn) * recSize
-	t.dirents = b[o : o+int(nd)*direntSize : o+int(nd)*direntSize]
-	o += int(nd) * direntSize
-	t.extra = b[o : o+int(xl) : o+int(xl)]
-	o += int(xl)
-	names := b[o : len(b)-trailerSize]
+	t.nodes = b[o : o+int(l.nn)*recSize : o+int(l.nn)*recSize]
+	o += int(l.nn) * recSize
+	t.dirents = b[o : o+int(l.nd)*direntSize : o+int(l.nd)*direntSize]
+	o += int(l.nd) * direntSize
+	t.extra = b[o : o+int(l.xl) : o+int(l.xl)]
+	o += int(l.xl)
+	names := b[o : o+int(l.nl)]
 	t.extraStr = unsafe.String(unsafe.SliceData(t.extra), len(t.extra))
 	t.names = unsafe.String(unsafe.SliceData(names), len(names))
 	return t

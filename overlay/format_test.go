@@ -243,10 +243,22 @@ func extraAt(b []byte, off uint32) []byte {
 	return b[headerSize+n*recSize+d*direntSize+int(off):]
 }
 
+// fixCRC recomputes the block checksums and the trailer of an encoding
+// whose sections still add up; others are left as they are.
 func fixCRC(b []byte) {
-	if len(b) >= trailerSize {
-		le.PutUint32(b[len(b)-trailerSize:], crc32.Checksum(b[:len(b)-trailerSize], castagnoli))
+	if len(b) < headerSize+trailerSize {
+		return
 	}
+	body := uint64(headerSize) + uint64(le.Uint32(b[hNodes:]))*recSize + uint64(le.Uint32(b[hDirents:]))*direntSize +
+		uint64(le.Uint32(b[hExtraLen:])) + uint64(le.Uint32(b[hNamesLen:]))
+	nb := (body + blockSize - 1) >> blockShift
+	if body+4*nb+trailerSize != uint64(len(b)) {
+		return
+	}
+	for i := range int(nb) {
+		le.PutUint32(b[int(body)+4*i:], crc32.Checksum(b[i<<blockShift:min((i+1)<<blockShift, int(body))], castagnoli))
+	}
+	le.PutUint32(b[len(b)-trailerSize:], crc32.Checksum(b[body:len(b)-trailerSize], castagnoli))
 }
 
 // smallTree has a directory, a file with an xattr, a symlink and a
@@ -286,8 +298,8 @@ func TestDecodeCorrupt(t *testing.T) {
 		{"empty", func(b []byte) []byte { return nil }, false, ErrCorrupt},
 		{"bad magic", func(b []byte) []byte { b[3] ^= 1; return b }, true, ErrCorrupt},
 		{"index file", func(b []byte) []byte { copy(b, "OCIFSIDX"); return b }, true, ErrCorrupt},
-		{"version 2", u32(hVersion, 2), true, ErrVersion},
-		{"version 2, stale checksum", u32(hVersion, 2), false, ErrVersion},
+		{"version 1", u32(hVersion, 1), true, ErrVersion},
+		{"version 3, stale checksum", u32(hVersion, 3), false, ErrVersion},
 		{"version 0", u32(hVersion, 0), true, ErrVersion},
 		{"flipped name byte", func(b []byte) []byte { b[len(b)-6] ^= 0x20; return b }, false, ErrCorrupt},
 		{"flipped checksum", func(b []byte) []byte { b[len(b)-1] ^= 1; return b }, false, ErrCorrupt},
@@ -484,4 +496,112 @@ func TestDecodeLargeCorrupt(t *testing.T) {
 	if _, err := Decode(bytes.Clone(good)); err != nil {
 		t.Errorf("Decode(intact) = %v", err)
 	}
+}
+
+// TestDecodeLazy: a lazily checked tree answers like a checked one;
+// damage in a block DecodeLazy did not read is found when the block is
+// first used, by the calls that use it, while the rest keeps working.
+func TestDecodeLazy(t *testing.T) {
+	var es []tarindex.Entry
+	for i := range 12000 {
+		es = append(es, file(fmt.Sprintf("dir%02d/file-with-a-longish-name-%05d", i%50, i), size(int64(i))))
+	}
+	tr := mustMerge(t, layers(es))
+	good, _ := tr.MarshalBinary()
+	good = bytes.Clone(good)
+	if len(good) < 8*blockSize {
+		t.Fatalf("tree of %d bytes, want several blocks", len(good))
+	}
+
+	lt, err := DecodeLazy(bytes.Clone(good))
+	if err != nil {
+		t.Fatalf("DecodeLazy(intact) = %v", err)
+	}
+	if got, want := flattenWalk(t, lt), flattenWalk(t, tr); got != want {
+		t.Errorf("lazy tree walks differently from the merged one")
+	}
+	if lt.Err() != nil || tr.Err() != nil {
+		t.Errorf("Err() = %v, %v on intact trees", lt.Err(), tr.Err())
+	}
+
+	// Damage the record of a file deep in the tree, in a block the
+	// root's listing does not read: the lazy decode does not see it,
+	// the directory that lists the file does.
+	bad := bytes.Clone(good)
+	victim := tr.Lookup(tr.Lookup(tr.Root(), "dir30"), "file-with-a-longish-name-05030")
+	at := tr.nodesAt() + int(victim.ID-1)*recSize + rSize
+	if at>>blockShift == (tr.nodesAt()+51*recSize)>>blockShift {
+		t.Fatalf("victim record in the root's children's block")
+	}
+	bad[at] ^= 0x20
+	if _, err := Decode(bad); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Decode(damaged) = %v, want ErrCorrupt", err)
+	}
+	lt, err = DecodeLazy(bad)
+	if err != nil {
+		t.Fatalf("DecodeLazy(damaged past the header) = %v, want success", err)
+	}
+	des, err := lt.ReadDirChecked(lt.Root())
+	if err != nil || len(des) != 50 {
+		t.Fatalf("ReadDirChecked(root) = %d names, %v; want 50", len(des), err)
+	}
+	failures := 0
+	for _, de := range des {
+		des, err := lt.ReadDirChecked(de.Node)
+		switch {
+		case errors.Is(err, ErrCorrupt):
+			failures++
+			if n, err := lt.LookupChecked(de.Node, "anything"); n != nil || !errors.Is(err, ErrCorrupt) {
+				t.Errorf("LookupChecked in a damaged directory = %v, %v; want ErrCorrupt", n, err)
+			}
+		case err != nil:
+			t.Errorf("ReadDirChecked(%s) = %v", de.Name, err)
+		case len(des) != 240:
+			t.Errorf("ReadDirChecked(%s) = %d names, want 240", de.Name, len(des))
+		}
+	}
+	if failures == 0 || failures == len(des) {
+		t.Errorf("%d of %d directories failed after damage to node %d, want some, not all", failures, len(des), victim.ID)
+	}
+	if !errors.Is(lt.Err(), ErrCorrupt) {
+		t.Errorf("Err() = %v after damage was found, want ErrCorrupt", lt.Err())
+	}
+	if err := lt.Walk(func(string, *Node) error { return nil }); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Walk over the damage = %v, want ErrCorrupt", err)
+	}
+
+	// A directory listed by two directories: Decode refuses the
+	// encoding; the lazy tree refuses the second directory to list it.
+	two := bytes.Clone(good)
+	d0, d1 := tr.Lookup(tr.Root(), "dir00"), tr.Lookup(tr.Root(), "dir01")
+	s0, _ := tr.kids(uint32(d0.ID))
+	sub := direntAt(two, int(s0))[dID:] // dir00's first child, a file
+	le.PutUint32(sub, uint32(d1.ID))    // now names dir01
+	fixCRC(two)
+	if _, err := Decode(two); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Decode(directory listed twice) = %v, want ErrCorrupt", err)
+	}
+	lt, err = DecodeLazy(two)
+	if err != nil {
+		t.Fatalf("DecodeLazy(directory listed twice) = %v", err)
+	}
+	if _, err := lt.ReadDirChecked(lt.Root()); err != nil {
+		t.Fatalf("ReadDirChecked(root) = %v", err)
+	}
+	if _, err := lt.ReadDirChecked(lt.Lookup(lt.Root(), "dir00")); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("ReadDirChecked(second directory listing dir01) = %v, want ErrCorrupt", err)
+	}
+}
+
+// flattenWalk lists a tree as Walk sees it, one line per name.
+func flattenWalk(t *testing.T, tr *Tree) string {
+	t.Helper()
+	var b strings.Builder
+	if err := tr.Walk(func(name string, n *Node) error {
+		fmt.Fprintf(&b, "%s %s\n", name, desc(n))
+		return nil
+	}); err != nil {
+		t.Fatalf("Walk: %v", err)
+	}
+	return b.String()
 }

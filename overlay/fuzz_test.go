@@ -128,10 +128,86 @@ func FuzzDecodeTree(f *testing.F) {
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		useDecoded(t, data)
+		useLazy(t, data)
 		fixed := bytes.Clone(data)
 		fixCRC(fixed)
 		useDecoded(t, fixed)
+		useLazy(t, fixed)
 	})
+}
+
+// useLazy decodes b with DecodeLazy and uses every part of the tree it
+// can reach: nothing may panic or loop, every error must wrap
+// ErrCorrupt, and where Decode accepts b the lazy tree must give the
+// same answers without error.
+func useLazy(t *testing.T, b []byte) {
+	eager, eagerErr := Decode(b)
+	tr, err := DecodeLazy(b)
+	if err != nil {
+		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrVersion) {
+			t.Fatalf("DecodeLazy: error %v matches neither ErrCorrupt nor ErrVersion", err)
+		}
+		if eagerErr == nil {
+			t.Fatalf("DecodeLazy = %v, Decode accepts the same bytes", err)
+		}
+		return
+	}
+	ok := func(err error) {
+		t.Helper()
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("lazy tree: error %v does not wrap ErrCorrupt", err)
+		}
+		if err != nil && eagerErr == nil {
+			t.Fatalf("lazy tree: %v, but Decode accepts the bytes", err)
+		}
+	}
+	// Walk first, then every node by ID in reverse: the lazy checks
+	// meet the nodes in two different orders.
+	walked := 0
+	ok(tr.Walk(func(name string, n *Node) error {
+		walked++
+		_, err := tr.Resolve(name)
+		ok(err)
+		_, _, err = tr.ResolvePath(name+"/../x", true)
+		if err != nil && !errors.Is(err, ErrNotExist) && !errors.Is(err, ErrNotDir) && !errors.Is(err, ErrSymlinkLoop) {
+			ok(err)
+		}
+		return nil
+	}))
+	for id := uint64(tr.Len()); id >= 1; id-- {
+		n, err := tr.NodeChecked(id)
+		ok(err)
+		if n == nil {
+			continue
+		}
+		des, err := tr.ReadDirChecked(n)
+		ok(err)
+		for _, de := range des {
+			got, err := tr.LookupChecked(n, de.Name)
+			ok(err)
+			if got == nil || got.ID != de.Node.ID {
+				t.Fatalf("lazy Lookup(node %d, %q) = %v, want node %d", id, de.Name, got, de.Node.ID)
+			}
+		}
+		if eager != nil {
+			if got, want := desc(n), desc(eager.Node(id)); got != want {
+				t.Fatalf("lazy Node(%d) = %s, Decode's is %s", id, got, want)
+			}
+			if got, want := len(des), len(eager.ReadDir(n)); got != want {
+				t.Fatalf("lazy ReadDir(node %d) has %d names, Decode's %d", id, got, want)
+			}
+		}
+	}
+	if eager != nil {
+		if tr.Err() != nil {
+			t.Fatalf("lazy tree Err() = %v, Decode accepts the bytes", tr.Err())
+		}
+		want := 0
+		eager.Walk(func(string, *Node) error { want++; return nil })
+		if walked != want {
+			t.Fatalf("lazy Walk visited %d names, Decode's tree %d", walked, want)
+		}
+	}
 }
 
 // useDecoded decodes b and, if Decode accepts it, uses every part of the

@@ -108,6 +108,7 @@ type Tree struct {
 	len, ndirents         uint32
 	layers                uint32
 	hasXattrs             bool
+	lazy                  *lazyCheck // DecodeLazy's; nil when all is checked
 }
 
 // Root returns the root directory.
@@ -123,40 +124,78 @@ func (t *Tree) Layers() int { return int(t.layers) }
 // Lookup returns the child of dir called name, or nil. It never follows
 // symlinks. It decodes only the child it returns.
 func (t *Tree) Lookup(dir *Node, name string) *Node {
+	n, _ := t.LookupChecked(dir, name)
+	return n
+}
+
+// LookupChecked is Lookup that also reports damage a tree from
+// DecodeLazy finds on the way (nil, nil: there is no such child).
+func (t *Tree) LookupChecked(dir *Node, name string) (*Node, error) {
 	if dir == nil || !t.valid(dir.ID) {
-		return nil
+		return nil, nil
+	}
+	if err := t.ensureListable(uint32(dir.ID)); err != nil {
+		return nil, err
 	}
 	if id := t.lookup(uint32(dir.ID), name); id != 0 {
-		return t.node(id)
+		return t.node(id), nil
 	}
-	return nil
+	return nil, nil
 }
 
 // ReadDir returns dir's children sorted by name, or nil if dir is not a
 // directory or is empty. The slice and its nodes are fresh: the caller
 // owns them.
 func (t *Tree) ReadDir(dir *Node) []DirEntry {
+	des, _ := t.ReadDirChecked(dir)
+	return des
+}
+
+// ReadDirChecked is ReadDir that also reports damage a tree from
+// DecodeLazy finds on the way.
+func (t *Tree) ReadDirChecked(dir *Node) ([]DirEntry, error) {
 	if dir == nil || !t.valid(dir.ID) {
-		return nil
+		return nil, nil
+	}
+	if err := t.ensureListable(uint32(dir.ID)); err != nil {
+		return nil, err
 	}
 	start, n := t.kids(uint32(dir.ID))
 	if n == 0 {
-		return nil
+		return nil, nil
 	}
 	des := make([]DirEntry, n)
 	for i := range des {
 		name, id := t.dirent(start + uint32(i))
 		des[i] = DirEntry{Name: name, Node: t.node(id)}
 	}
-	return des
+	return des, nil
+}
+
+// ensureListable makes sure node id's children may be read.
+func (t *Tree) ensureListable(id uint32) error {
+	if err := t.ensureNode(id); err != nil {
+		return err
+	}
+	return t.ensureDir(id)
 }
 
 // Node returns the node with the given ID, or nil.
 func (t *Tree) Node(id uint64) *Node {
+	n, _ := t.NodeChecked(id)
+	return n
+}
+
+// NodeChecked is Node that also reports damage a tree from DecodeLazy
+// finds in the node (nil, nil: there is no such ID).
+func (t *Tree) NodeChecked(id uint64) (*Node, error) {
 	if !t.valid(id) {
-		return nil
+		return nil, nil
 	}
-	return t.node(uint32(id))
+	if err := t.ensureNode(uint32(id)); err != nil {
+		return nil, err
+	}
+	return t.node(uint32(id)), nil
 }
 
 // HasXattrs reports whether any node carries an xattr.
@@ -210,6 +249,9 @@ func (t *Tree) ResolvePath(name string, follow bool) (*Node, string, error) {
 		if t.typ(cur) != typeDir {
 			return nil, "", fmt.Errorf("resolve %q: %w", name, ErrNotDir)
 		}
+		if err := t.ensureDir(cur); err != nil {
+			return nil, "", fmt.Errorf("resolve %q: %w", name, err)
+		}
 		id := t.lookup(cur, comp)
 		if id == 0 {
 			return nil, "", fmt.Errorf("resolve %q: %w", name, ErrNotExist)
@@ -247,11 +289,11 @@ func (t *Tree) ResolvePath(name string, follow bool) (*Node, string, error) {
 // and is returned. The walk keeps its own stack, so no tree is too deep
 // for it.
 func (t *Tree) Walk(fn func(name string, n *Node) error) error {
-	root := t.Root()
+	root, err := t.NodeChecked(1)
 	if root == nil {
-		return nil
+		return err
 	}
-	err := fn(".", root)
+	err = fn(".", root)
 	if err == iofs.SkipDir {
 		return nil
 	}
@@ -263,6 +305,9 @@ func (t *Tree) Walk(fn func(name string, n *Node) error) error {
 	type frame struct {
 		prefix    string
 		next, end uint32
+	}
+	if err := t.ensureDir(1); err != nil {
+		return err
 	}
 	start, n := t.kids(1)
 	stack := []frame{{prefix: "", next: start, end: start + n}}
@@ -284,6 +329,9 @@ func (t *Tree) Walk(fn func(name string, n *Node) error) error {
 			return err
 		}
 		if node.IsDir() {
+			if err := t.ensureDir(id); err != nil {
+				return err
+			}
 			s, n := t.kids(id)
 			stack = append(stack, frame{prefix: name + "/", next: s, end: s + n})
 		}

@@ -29,6 +29,16 @@ type Options struct {
 	// Parallel bounds how many layers are indexed at once; zero means
 	// GOMAXPROCS.
 	Parallel int
+
+	// LazyTree checks a cached merged tree as it is used
+	// (overlay.DecodeLazy) rather than all of it before Open returns,
+	// so that opening costs the same whatever the image's size: for a
+	// mount, which reads a few directories before its first byte.
+	// Damage found later fails the calls that meet it (their errors
+	// wrap overlay.ErrCorrupt) instead of making Open merge again; a
+	// later Open without LazyTree (ocifs index) finds it and repairs
+	// the cache.
+	LazyTree bool
 }
 
 // The decompressed chunks the layers' readers keep are bounded by
@@ -73,8 +83,9 @@ func Open(ctx context.Context, ref string, opts Options) (*RootFS, error) {
 // The merged tree of a stack of layers is cached beside the layer
 // indexes (see treeCache): when it is there, the layers' entries are
 // not even decoded, only the access points their readers need, and
-// opening costs a checksum and a check of the tree file (~5 ms per
-// 100k files) instead of decoding and merging every entry (~200 ms).
+// opening costs a check of the tree file (7–8 ms per 100k files; with
+// LazyTree, of the few blocks used) instead of decoding and merging
+// every entry (~200 ms).
 // Otherwise the indexes are loaded or built, merged, and the tree is
 // stored.
 func OpenImage(ctx context.Context, img *image.Image, opts Options) (_ *RootFS, err error) {
@@ -104,7 +115,7 @@ func OpenImage(ctx context.Context, img *image.Image, opts Options) (_ *RootFS, 
 			return nil, fmt.Errorf("open layer %d: %w", i+1, err)
 		}
 	}
-	trees := &treeCache{dir: r.cache.Dir, logger: logger}
+	trees := &treeCache{dir: r.cache.Dir, logger: logger, lazy: opts.LazyTree}
 	if trees.dir == "" {
 		trees.dir = tarindex.DefaultCacheDir()
 	}

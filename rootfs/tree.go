@@ -25,12 +25,14 @@ import (
 // same stack always merges to the same tree, whichever image lists it.
 // A file is trusted only if overlay.Decode accepts it (magic, version,
 // CRC-32C, every record in bounds), as index files are; a bad one is
-// rebuilt and replaced. Writes are atomic (temporary file, fsync,
-// rename) and need no lock: two processes merging the same stack write
-// the same bytes.
+// rebuilt and replaced. With lazy set, overlay.DecodeLazy checks only
+// the header and the root, and the rest as it is used (Options.LazyTree).
+// Writes are atomic (temporary file, fsync, rename) and need no lock:
+// two processes merging the same stack write the same bytes.
 type treeCache struct {
 	dir    string
 	logger *slog.Logger
+	lazy   bool
 }
 
 // treeKey names the merged tree of layers.
@@ -50,14 +52,15 @@ func (c *treeCache) path(layers []image.Layer) string {
 // load returns the cached tree of layers and the Mapping that holds
 // it, or nils when there is no usable one (a file that is missing,
 // unreadable or bad only means merging again; the reason is logged).
-// The file is mapped populated (cachefile.Map): Decode reads every
-// byte of it at once, and a copy would land in fresh memory, which on
-// the VMs ocifs is measured on costs up to four times as much as the
-// page-cache pages already there. The tree points into the Mapping,
-// which must stay open while the tree or any name from it is used.
+// The file is mapped (cachefile.Map), populated unless lazy: Decode
+// reads every byte of it at once, DecodeLazy the few blocks it is
+// asked about. A copy would land in fresh memory, which on the VMs
+// ocifs is measured on costs up to four times as much as the page-cache
+// pages already there. The tree points into the Mapping, which must
+// stay open while the tree or any name from it is used.
 func (c *treeCache) load(layers []image.Layer) (*overlay.Tree, *cachefile.Mapping) {
 	p := c.path(layers)
-	m, err := cachefile.Map(p, cachefile.MapOptions{Populate: true})
+	m, err := cachefile.Map(p, cachefile.MapOptions{Populate: !c.lazy})
 	if err != nil {
 		if !errors.Is(err, iofs.ErrNotExist) {
 			c.logger.Info("merge again: cached tree unreadable", "path", p, "reason", err)
@@ -65,7 +68,11 @@ func (c *treeCache) load(layers []image.Layer) (*overlay.Tree, *cachefile.Mappin
 		return nil, nil
 	}
 	var t *overlay.Tree
-	t, err = overlay.Decode(m.Bytes())
+	decode := overlay.Decode
+	if c.lazy {
+		decode = overlay.DecodeLazy
+	}
+	t, err = decode(m.Bytes())
 	if err == nil && t.Layers() != len(layers) {
 		// The key names the layers, so only a file copied in from
 		// elsewhere could disagree; every Node.Layer must name one.

@@ -3,6 +3,8 @@ package rootfs
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -152,5 +154,75 @@ func TestTreeCacheBadFile(t *testing.T) {
 				t.Errorf("Decode(replaced file): %v", err)
 			}
 		})
+	}
+}
+
+// TestTreeCacheLazy: with LazyTree, a cached tree damaged beyond its
+// first block opens at once and fails only where the damage is used;
+// an Open without LazyTree then finds the damage and repairs the cache.
+func TestTreeCacheLazy(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := new(tartest.Layer)
+	for i := range 3000 { // 3000 records: ~190 KiB, several blocks
+		l.File(fmt.Sprintf("d%d/file-%04d", i%10, i), []byte(fmt.Sprintf("content %d\n", i)))
+	}
+	imagetest.WriteLayout(t, dir, imagetest.Image{Tag: "t", Layers: []imagetest.LayerSpec{{Layer: l, Compression: tartest.Gzip}}})
+	ref, cache := dir+":t", t.TempDir()
+	r, err := Open(ctx, ref, Options{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, _ := r.Tree.MarshalBinary()
+	good = bytes.Clone(good)
+	victim, err := r.Tree.Resolve("d4/file-0504")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+
+	r, err = Open(ctx, ref, Options{CacheDir: cache, LazyTree: true})
+	if err != nil {
+		t.Fatalf("Open (lazy): %v", err)
+	}
+	if got := string(readAll(t, r, "d4/file-0504")); got != "content 504\n" {
+		t.Errorf("d4/file-0504 = %q from the lazily checked tree", got)
+	}
+	r.Close()
+
+	// Damage the victim's record: in the second block, which d1's
+	// listing does not read.
+	at := 64 + int(victim.ID-1)*64
+	if at>>16 != 1 {
+		t.Fatalf("victim record at %d, not in the second block", at)
+	}
+	files := treeFiles(t, cache)
+	bad := bytes.Clone(good)
+	bad[at] ^= 0x10
+	if err := os.WriteFile(files[0], bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err = Open(ctx, ref, Options{CacheDir: cache, LazyTree: true})
+	if err != nil {
+		t.Fatalf("Open (lazy, damaged tree): %v", err)
+	}
+	if _, err := r.Tree.Resolve("d4/file-0504"); !errors.Is(err, overlay.ErrCorrupt) {
+		t.Errorf("Resolve(damaged node) = %v, want ErrCorrupt", err)
+	}
+	if got := string(readAll(t, r, "d1/file-0001")); got != "content 1\n" {
+		t.Errorf("d1/file-0001 = %q next to the damage", got)
+	}
+	r.Close()
+	if b, _ := os.ReadFile(files[0]); !bytes.Equal(b, bad) {
+		t.Errorf("a lazy Open rewrote the tree file")
+	}
+
+	r, err = Open(ctx, ref, Options{CacheDir: cache})
+	if err != nil {
+		t.Fatalf("Open (checked, damaged tree): %v", err)
+	}
+	r.Close()
+	if b, _ := os.ReadFile(files[0]); !bytes.Equal(b, good) {
+		t.Errorf("a checked Open did not repair the damaged tree file")
 	}
 }

@@ -101,7 +101,9 @@ func parseMount(ref, dir string, f mountFlags) (mountConfig, error) {
 			Suid:       f.suid,
 			Debug:      f.debug,
 		},
-		open: rootfs.Options{Platform: f.platform, CacheDir: f.cacheDir},
+		// A mount checks the cached tree as the kernel asks about it:
+		// opening then costs the same whatever the image's size.
+		open: rootfs.Options{Platform: f.platform, CacheDir: f.cacheDir, LazyTree: true},
 	}
 	for _, arg := range f.options {
 		for o := range strings.SplitSeq(arg, ",") {
