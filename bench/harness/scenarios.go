@@ -543,7 +543,11 @@ func (e *env) timeToFirstFile(ctx context.Context) error {
 		row.Versus = umoci.Name
 	}
 	cold.Target = "≤ 0.3× umoci"
-	warm.Target = "≤ 50 ms"
+	// Mount → first byte is what ocifs takes: bash's start is no part
+	// of it (a user's shell is running already), and the shell row
+	// stays beside it, with what bash and cat cost alone.
+	direct.Target = "≤ 50 ms"
+	warm.Note = "includes starting bash and cat (the last row); the target applies to the row without them"
 	tarx.Note = "whiteouts not applied (all layers into one directory)"
 
 	var trials []*trial
