@@ -29,13 +29,9 @@ func reseal(b []byte) []byte {
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
-// accessEnd walks an encoding (without its trailer) to the access
-// section's checksum and returns its offset, if it gets there.
-func accessEnd(b []byte) (int, bool) {
-	if len(b) < len(indexMagic) {
-		return 0, false
-	}
-	d := decoder{b: b[len(indexMagic):]}
+// skipHeader reads the fields before the entry count: version,
+// compression, media type, digest, diffID and four sizes.
+func skipHeader(d *decoder) {
 	d.uvarint()
 	d.byte1()
 	d.str()
@@ -44,6 +40,16 @@ func accessEnd(b []byte) (int, bool) {
 	for range 4 {
 		d.size()
 	}
+}
+
+// accessEnd walks an encoding (without its trailer) to the access
+// section's checksum and returns its offset, if it gets there.
+func accessEnd(b []byte) (int, bool) {
+	if len(b) < len(indexMagic) {
+		return 0, false
+	}
+	d := decoder{b: b[len(indexMagic):]}
+	skipHeader(&d)
 	d.uvarint()
 	d.uvarint()
 	for range d.count(3) {
@@ -65,14 +71,7 @@ func accessEnd(b []byte) (int, bool) {
 func headerCounts(t *testing.T, b []byte) (at int, count, strBytes uint64) {
 	t.Helper()
 	d := decoder{b: b[len(indexMagic) : len(b)-4]}
-	d.uvarint()
-	d.byte1()
-	d.str()
-	d.str()
-	d.str()
-	for range 4 {
-		d.size()
-	}
+	skipHeader(&d)
 	at = len(b) - 4 - len(d.b)
 	count, strBytes = d.uvarint(), d.uvarint()
 	if d.err != nil {
