@@ -90,10 +90,11 @@ type DirEntry struct {
 
 // Tree is the immutable merged tree, safe for concurrent use. It is one
 // encoded byte slice (docs/tree-format.md) and nothing else: Merge
-// encodes the tree it built, Decode checks an encoding a cache kept,
-// and every method reads the bytes, decoding only the nodes it returns.
-// So that a warm mount costs one pass over the bytes whatever the
-// image's size, nothing is decoded ahead and nothing decoded is kept:
+// encodes the tree it built, Decode checks an encoding a cache kept
+// (DecodeLazy as it is used), and every method reads the bytes,
+// decoding only the nodes it returns. So that a warm mount costs little
+// whatever the image's size, nothing is decoded ahead and nothing
+// decoded is kept:
 // each call that returns nodes returns fresh ones (compare them by ID),
 // and memory follows what callers keep. Lookup is a binary search over
 // the encoded names of one directory; Node is an index into fixed-size
