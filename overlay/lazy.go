@@ -87,8 +87,8 @@ type lazyCheck struct {
 	err atomic.Pointer[error] // the first damage found
 }
 
-func has(bits []atomic.Uint64, i uint32) bool { return bits[i/64].Load()&(1<<(i%64)) != 0 }
-func set(bits []atomic.Uint64, i uint32)      { bits[i/64].Or(1 << (i % 64)) }
+func hasBit(bits []atomic.Uint64, i uint32) bool { return bits[i/64].Load()&(1<<(i%64)) != 0 }
+func setBit(bits []atomic.Uint64, i uint32)      { bits[i/64].Or(1 << (i % 64)) }
 
 // Err returns the first damage the lazy checks of a tree from
 // DecodeLazy found, or nil. It is always nil for trees from Decode and
@@ -114,13 +114,13 @@ func (t *Tree) failed(err error) error {
 func (t *Tree) need(off, n int) error {
 	lz := t.lazy
 	for i := off >> blockShift; i <= (off+n-1)>>blockShift; i++ {
-		if has(lz.blocks, uint32(i)) {
+		if hasBit(lz.blocks, uint32(i)) {
 			continue
 		}
 		if err := checkBlock(t.b, &lz.layout, i); err != nil {
 			return t.failed(err)
 		}
-		set(lz.blocks, uint32(i))
+		setBit(lz.blocks, uint32(i))
 	}
 	return nil
 }
@@ -133,7 +133,7 @@ func (t *Tree) namesAt() int   { return t.extraAt() + len(t.extra) }
 
 // ensureNode makes sure node id (1 ≤ id ≤ Len) may be decoded.
 func (t *Tree) ensureNode(id uint32) error {
-	if t.lazy == nil || has(t.lazy.nodes, id) {
+	if t.lazy == nil || hasBit(t.lazy.nodes, id) {
 		return nil
 	}
 	return t.checkNodeLazy(id)
@@ -164,20 +164,20 @@ func (t *Tree) checkNodeLazy(id uint32) error {
 			return err
 		}
 	}
-	set(t.lazy.nodes, id)
+	setBit(t.lazy.nodes, id)
 	return nil
 }
 
 // ensureDir makes sure the children of node id (which ensureNode has
 // passed) may be listed and looked up, and their nodes decoded.
 func (t *Tree) ensureDir(id uint32) error {
-	if t.lazy == nil || has(t.lazy.dirs, id) {
+	if t.lazy == nil || hasBit(t.lazy.dirs, id) {
 		return nil
 	}
 	if err := t.checkDirLazy(id); err != nil {
 		return t.failed(err)
 	}
-	set(t.lazy.dirs, id)
+	setBit(t.lazy.dirs, id)
 	return nil
 }
 

@@ -97,24 +97,12 @@ func withCounts(t *testing.T, b []byte, count, strBytes uint64) []byte {
 // entries, so damage there is Decode's alone to find; damage anywhere
 // else fails both.
 func TestDecodeAccessErrors(t *testing.T) {
-	raw := smallLayer(t)
-	blob := compress(rngFor(t), raw, Gzip, 1)
-	ix := mustBuild(t, blob, Gzip, BuildOptions{Span: 64 << 10})
-	b, err := ix.MarshalBinary()
-	if err != nil {
-		t.Fatalf("MarshalBinary: %v", err)
-	}
+	_, _, ix, b := gzipEncoding(t)
 	_, n, strBytes := headerCounts(t, b)
 	if n != uint64(len(ix.Entries)) {
 		t.Fatalf("header says %d entries, index has %d", n, len(ix.Entries))
 	}
-	// Entries start where the windows end, and those after the access
-	// section's checksum.
-	entriesAt := len(b) - 4 - len(appendEntriesOrDie(t, ix.Entries))
-	windowsAt := entriesAt - len(ix.windows)
-	if len(ix.windows) == 0 {
-		t.Fatalf("no windows: the test needs a gzip index with inflate points")
-	}
+	windowsAt, entriesAt := sections(t, ix, b)
 	future := append([]byte(nil), b...)
 	future[len(indexMagic)] = FormatVersion + 1
 	flip := func(at int) []byte { c := append([]byte(nil), b...); c[at] ^= 4; return c }
@@ -180,15 +168,9 @@ func TestDecodeAccessErrors(t *testing.T) {
 // checked when a Reader first inflates it; reads that need it fail with
 // ErrCorrupt, and every read that succeeds has the right bytes.
 func TestReaderDamagedWindow(t *testing.T) {
-	raw := smallLayer(t)
-	blob := compress(rngFor(t), raw, Gzip, 1)
-	ix := mustBuild(t, blob, Gzip, BuildOptions{Span: 64 << 10})
-	b, err := ix.MarshalBinary()
-	if err != nil {
-		t.Fatalf("MarshalBinary: %v", err)
-	}
+	raw, blob, ix, b := gzipEncoding(t)
 	want := readTar(t, raw)
-	windowsAt := len(b) - 4 - len(appendEntriesOrDie(t, ix.Entries)) - len(ix.windows)
+	windowsAt, _ := sections(t, ix, b)
 	var inflate []point
 	for _, p := range ix.points {
 		if p.Kind == pointInflate {
@@ -235,6 +217,32 @@ func TestReaderDamagedWindow(t *testing.T) {
 			t.Errorf("window byte %d flipped: every read succeeded", at)
 		}
 	}
+}
+
+// gzipEncoding builds the index of a small gzip layer with access points
+// every 64 KiB, and encodes it.
+func gzipEncoding(t *testing.T) (raw, blob []byte, ix *Index, b []byte) {
+	t.Helper()
+	raw = smallLayer(t)
+	blob = compress(rngFor(t), raw, Gzip, 1)
+	ix = mustBuild(t, blob, Gzip, BuildOptions{Span: 64 << 10})
+	b, err := ix.MarshalBinary()
+	if err != nil {
+		t.Fatalf("MarshalBinary: %v", err)
+	}
+	return raw, blob, ix, b
+}
+
+// sections returns where the windows and the entries of ix's encoding b
+// start: the entries where the windows end, the windows after the access
+// section's checksum and their length.
+func sections(t *testing.T, ix *Index, b []byte) (windowsAt, entriesAt int) {
+	t.Helper()
+	if len(ix.windows) == 0 {
+		t.Fatalf("no windows: the test needs a gzip index with inflate points")
+	}
+	entriesAt = len(b) - 4 - len(appendEntriesOrDie(t, ix.Entries))
+	return entriesAt - len(ix.windows), entriesAt
 }
 
 func appendEntriesOrDie(t *testing.T, entries []Entry) []byte {
