@@ -6,6 +6,8 @@
 # fuse-overlayfs and archivemount); installs the Debian packages it uses.
 #
 # Usage: hack/bench.sh [extra flags for `ocifs-bench run`]
+# (e.g. -keep-reclaim: leave a DAMON pageout scheme running; by default
+# the run pauses it, since it evicts the pages warm rows rely on)
 # Environment (defaults in brackets):
 #   BENCH_SCALE       image every scenario runs on            [100k]
 #   BENCH_SCALING     scales of the scaling table             [10k,100k,300k]

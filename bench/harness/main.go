@@ -14,24 +14,25 @@ import (
 
 // Config is what a run measures and where it writes.
 type Config struct {
-	Ocifs    string        // the ocifs binary
-	Out      string        // generated layouts, work trees, results
-	Seed     uint64        // of the generated images
-	Scale    string        // the image every scenario runs on
-	Scaling  []string      // the scales of the scaling table (Scale among them is reused)
-	Reps     int           // repetitions of a method
-	RepsSlow int           // … whose first repetition took longer than Slow
-	Slow     time.Duration //
-	Limit    time.Duration // any one step
-	Archive  time.Duration // an archivemount step
-	Random   int           // files in the random-read scenario
-	Deadline time.Time     // the whole run should end by then; zero: no budget
-	Only     map[string]bool
-	Doc      string // the markdown file to update; empty: none
-	PlotDir  string // where the PNGs go; empty: none
-	Smoke    bool   // say in the doc that these are smoke-run numbers
-	GoBench  string // output of the packages' go test benchmarks, to include
-	Log      *slog.Logger
+	Ocifs       string        // the ocifs binary
+	Out         string        // generated layouts, work trees, results
+	Seed        uint64        // of the generated images
+	Scale       string        // the image every scenario runs on
+	Scaling     []string      // the scales of the scaling table (Scale among them is reused)
+	Reps        int           // repetitions of a method
+	RepsSlow    int           // … whose first repetition took longer than Slow
+	Slow        time.Duration //
+	Limit       time.Duration // any one step
+	Archive     time.Duration // an archivemount step
+	Random      int           // files in the random-read scenario
+	Deadline    time.Time     // the whole run should end by then; zero: no budget
+	Only        map[string]bool
+	Doc         string // the markdown file to update; empty: none
+	PlotDir     string // where the PNGs go; empty: none
+	Smoke       bool   // say in the doc that these are smoke-run numbers
+	KeepReclaim bool   // leave the kernel's proactive reclaim running (see proactiveReclaim)
+	GoBench     string // output of the packages' go test benchmarks, to include
+	Log         *slog.Logger
 }
 
 // scenarios, in the order they run and are reported.
@@ -59,6 +60,7 @@ func Main(ctx context.Context, args []string) error {
 	fs.StringVar(&only, "only", "", "run only these scenarios (comma separated: "+strings.Join(scenarios, ",")+")")
 	fs.StringVar(&cfg.Doc, "doc", "", "update the generated section of this markdown file (e.g. docs/benchmarks.md)")
 	fs.StringVar(&cfg.PlotDir, "plots", "", "write the PNG plots into this directory (e.g. docs)")
+	fs.BoolVar(&cfg.KeepReclaim, "keep-reclaim", false, "leave the kernel's proactive reclaim (a DAMON pageout scheme) running: it evicts idle page cache during warm rows")
 	fs.BoolVar(&cfg.Smoke, "smoke", false, "mark the written section as a smoke run")
 	fs.StringVar(&cfg.GoBench, "gobench", "", "include this file (go test -bench output of the packages) in the section")
 	fs.BoolVar(&verbose, "v", false, "log every sample")

@@ -123,6 +123,16 @@ func markdown(res *Result, plots bool) string {
 	}
 	w("**Machine:** %d cores (%s), %s memory, Linux %s (%s), work directory on %s. Kernel caches dropped before cold runs: %s.\n\n",
 		m.CPUs, m.CPUModel, fmtKiB(float64(m.MemoryKiB)), m.Kernel, m.OS, m.Filesystem, drop)
+	if rc := res.Reclaim; len(rc.Found) > 0 {
+		how := "paused for the run, so that warm rows keep their pages"
+		switch {
+		case rc.Kept:
+			how = "left running (`-keep-reclaim`): it evicts pages of warm rows at random"
+		case rc.Paused < len(rc.Found):
+			how = fmt.Sprintf("%d of %d paused for the run (the others could not be stopped)", rc.Paused, len(rc.Found))
+		}
+		w("**Proactive reclaim:** %s; %s.\n\n", strings.Join(rc.Found, "; "), how)
+	}
 	if len(res.Scales) > 0 {
 		s := res.Scales[0]
 		t := s.Totals

@@ -33,8 +33,16 @@ type Result struct {
 	Notes      []string          `json:"notes"`
 	Phases     []Phase           `json:"phases"`
 	DropCaches bool              `json:"drop_caches"`
+	Reclaim    Reclaim           `json:"reclaim"`
 	Ocifs      Availability      `json:"ocifs"`
 	GoBench    string            `json:"gobench,omitempty"` // the packages' go test -bench output
+}
+
+// Reclaim is the kernel's proactive reclaim during the run.
+type Reclaim struct {
+	Found  []string `json:"found"`  // what was running when the run started
+	Paused int      `json:"paused"` // how many of them the run paused
+	Kept   bool     `json:"kept"`   // -keep-reclaim: left running on purpose
 }
 
 // Settings are the run's options, as reported.
@@ -129,6 +137,20 @@ func Run(ctx context.Context, cfg *Config) (*Result, error) {
 	res.DropCaches = dropCaches() == nil
 	if !res.DropCaches {
 		res.Notes = append(res.Notes, "The kernel caches could not be dropped (not root?): \"cold\" rows only had a fresh mount.")
+	}
+	reclaim := proactiveReclaim(damonKdamonds)
+	res.Reclaim = Reclaim{Kept: cfg.KeepReclaim}
+	for _, rc := range reclaim {
+		res.Reclaim.Found = append(res.Reclaim.Found, rc.What)
+	}
+	if !cfg.KeepReclaim {
+		paused, resume := pauseReclaim(reclaim)
+		res.Reclaim.Paused = len(paused)
+		defer func() {
+			if err := resume(); err != nil {
+				cfg.Log.Error("cleanup", "err", err)
+			}
+		}()
 	}
 	res.Ocifs = Availability{
 		Mount:  ocifsHas(ctx, cfg.Ocifs, "mount"),
