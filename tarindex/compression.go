@@ -47,3 +47,19 @@ func CompressionOf(mediaType string) (Compression, error) {
 	}
 	return 0, fmt.Errorf("layer media type %q: %w", mediaType, ErrMediaType)
 }
+
+// sticky keeps the first error of a decompressing stream. A caller such
+// as io.ReadFull may drop an error that comes with enough bytes; the
+// next Read must report it again rather than go on past the damage
+// (start a new gzip member or zstd frame, for instance).
+type sticky struct{ err error }
+
+// read returns what next reads into p, or the error kept from before.
+func (s *sticky) read(p []byte, next func([]byte) (int, error)) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := next(p)
+	s.err = err
+	return n, err
+}

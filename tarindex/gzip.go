@@ -30,7 +30,7 @@ type gzipStream struct {
 	br  *bufio.Reader
 	pos func() int64 // absolute compressed offset of br's next byte
 
-	err     error         // sticky
+	sticky  sticky        // the first error, kept
 	fr      io.ReadCloser // current member's inflater; nil between members
 	verify  bool          // current member was read from its start: check CRC and ISIZE
 	crc     uint32
@@ -52,19 +52,8 @@ func resumeGzip(br *bufio.Reader, p point, window []byte) *gzipStream {
 	return &gzipStream{br: br, fr: flate.NewReaderOpts(br, flate.WithResumeFrom(cp)), members: 1, u: p.U}
 }
 
-// Read returns decompressed bytes. Errors are sticky: a caller such as
-// io.ReadFull may drop an error that comes with enough bytes, and the
-// next Read must report it again rather than start a new member.
-func (z *gzipStream) Read(p []byte) (int, error) {
-	if z.err != nil {
-		return 0, z.err
-	}
-	n, err := z.read(p)
-	if err != nil {
-		z.err = err
-	}
-	return n, err
-}
+// Read returns decompressed bytes. Errors are sticky (see sticky).
+func (z *gzipStream) Read(p []byte) (int, error) { return z.sticky.read(p, z.read) }
 
 func (z *gzipStream) read(p []byte) (int, error) {
 	for {

@@ -29,7 +29,7 @@ type zstdStream struct {
 	dec     *zstd.Decoder
 	fr      frameReader
 	inFrame bool
-	err     error // sticky
+	sticky  sticky // the first error, kept
 	frames  int
 	u       int64
 
@@ -48,17 +48,8 @@ func newZstdStream(br *bufio.Reader) (*zstdStream, error) {
 
 func (z *zstdStream) Close() { z.dec.Close() }
 
-// Read returns decompressed bytes; errors are sticky, as in gzipStream.
-func (z *zstdStream) Read(p []byte) (int, error) {
-	if z.err != nil {
-		return 0, z.err
-	}
-	n, err := z.read(p)
-	if err != nil {
-		z.err = err
-	}
-	return n, err
-}
+// Read returns decompressed bytes. Errors are sticky (see sticky).
+func (z *zstdStream) Read(p []byte) (int, error) { return z.sticky.read(p, z.read) }
 
 func (z *zstdStream) read(p []byte) (int, error) {
 	for {
