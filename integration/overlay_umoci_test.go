@@ -218,87 +218,53 @@ func (s ouState) String() string {
 		s.typ, s.perm, s.uid, s.gid, s.size, s.target, s.rdev, s.mtime, s.xattrs, s.nlink)
 }
 
-// ouXattrsOnDisk are the namespaces compared; security.* and system.*
-// belong to the host (umoci drops security.selinux itself).
+// ouXattrCompared reports whether an xattr is compared: user.* and
+// trusted.* are; security.* and system.* belong to the host (umoci
+// drops security.selinux itself).
 func ouXattrCompared(k string) bool {
 	return strings.HasPrefix(k, "user.") || strings.HasPrefix(k, "trusted.")
 }
 
+// ouSnapshot records the unpacked tree at root as ouStates, from the
+// same walk the mount tests use (snapshot).
 func ouSnapshot(t *testing.T, root string) map[string]ouState {
 	t.Helper()
 	out := map[string]ouState{}
-	err := filepath.WalkDir(root, func(p string, d iofs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return err
-		}
+	for rel, f := range snapshot(t, root) {
 		s := ouState{
-			perm: st.Mode & 0o7777, uid: st.Uid, gid: st.Gid,
-			mtime: st.Mtim.Sec, link: int64(st.Ino), nlink: uint64(st.Nlink),
+			perm: f.perm, uid: f.uid, gid: f.gid,
+			mtime: f.mtime.Unix(), link: int64(f.ino), nlink: f.nlink,
 		}
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFDIR:
+		switch {
+		case f.typ == iofs.ModeDir:
 			s.typ, s.nlink = "dir", 0
-		case unix.S_IFREG:
-			s.typ, s.size = "reg", st.Size
-		case unix.S_IFLNK:
-			s.typ, s.perm = "symlink", 0
-			if s.target, err = os.Readlink(p); err != nil {
-				return err
-			}
-		case unix.S_IFCHR:
+		case f.typ == 0:
+			s.typ, s.size = "reg", f.size
+		case f.typ == iofs.ModeSymlink:
+			s.typ, s.perm, s.target = "symlink", 0, f.target
+		case f.typ == iofs.ModeDevice|iofs.ModeCharDevice:
 			s.typ = "char"
-		case unix.S_IFBLK:
+		case f.typ == iofs.ModeDevice:
 			s.typ = "block"
-		case unix.S_IFIFO:
+		case f.typ == iofs.ModeNamedPipe:
 			s.typ = "fifo"
 		default:
-			s.typ = fmt.Sprintf("mode %o", st.Mode)
+			s.typ = fmt.Sprintf("mode %v", f.typ)
 		}
 		if s.typ == "char" || s.typ == "block" {
-			s.rdev = fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+			s.rdev = fmt.Sprintf("%d:%d", unix.Major(f.rdev), unix.Minor(f.rdev))
 		}
-		s.xattrs = ouDiskXattrs(t, p)
+		var kv []string
+		for k, v := range f.xattrs {
+			if ouXattrCompared(k) {
+				kv = append(kv, k+"="+v)
+			}
+		}
+		slices.Sort(kv)
+		s.xattrs = strings.Join(kv, ",")
 		out[rel] = s
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("walk %s: %v", root, err)
 	}
 	return out
-}
-
-func ouDiskXattrs(t *testing.T, p string) string {
-	t.Helper()
-	buf := make([]byte, 64<<10)
-	n, err := unix.Llistxattr(p, buf)
-	if errors.Is(err, unix.EOPNOTSUPP) || n == 0 {
-		return ""
-	}
-	if err != nil {
-		t.Fatalf("llistxattr %s: %v", p, err)
-	}
-	var kv []string
-	for k := range strings.SplitSeq(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
-		if !ouXattrCompared(k) {
-			continue
-		}
-		v := make([]byte, 64<<10)
-		m, err := unix.Lgetxattr(p, k, v)
-		if err != nil {
-			t.Fatalf("lgetxattr %s %s: %v", p, k, err)
-		}
-		kv = append(kv, k+"="+string(v[:m]))
-	}
-	slices.Sort(kv)
-	return strings.Join(kv, ",")
 }
 
 // ouMerge indexes each layer of the manifest with tarindex.Build and
