@@ -100,6 +100,11 @@ func fuseOptions(t tree, fsys *filesystem, opts MountOptions, direct bool) *fuse
 		// were refreshed.
 		EnableSymlinkCaching:     true,
 		ExplicitDataCacheControl: true,
+		// Reads answer with bytes in memory, never a file descriptor
+		// to splice from. Without this go-fuse still tries: every
+		// READ reply costs a pipe from its pool, the header written
+		// into it and drained again, before the plain writev.
+		DisableSplice: true,
 	}
 
 	flags := uintptr(syscall.MS_RDONLY)
