@@ -89,6 +89,29 @@ func mountOf(t *testing.T, dir string) (fstype, source string, ok bool) {
 	return mounts[0].FSType, mounts[0].Source, true
 }
 
+// startWait starts cmd and returns a function that waits up to d for
+// it to exit and returns cmd.Wait's error; if cmd is still running
+// then, it is killed and the test fails with msg.
+func startWait(t *testing.T, cmd *exec.Cmd) func(d time.Duration, msg string) error {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", cmd.Path, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return func(d time.Duration, msg string) error {
+		t.Helper()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(d):
+			cmd.Process.Kill()
+			t.Fatal(msg)
+			return nil
+		}
+	}
+}
+
 // waitFor polls cond for up to d.
 func waitFor(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)

@@ -357,15 +357,7 @@ func TestMountFailures(t *testing.T) {
 				cmd.Env = append(os.Environ(), "OCIFS_CACHE_DIR="+filepath.Join(t.TempDir(), "cache"))
 				var stderr bytes.Buffer
 				cmd.Stderr = &stderr
-				done := make(chan error, 1)
-				cmd.Start()
-				go func() { done <- cmd.Wait() }()
-				select {
-				case err = <-done:
-				case <-time.After(30 * time.Second):
-					cmd.Process.Kill()
-					t.Fatalf("ocifs mount %v hangs", args)
-				}
+				err = startWait(t, cmd)(30*time.Second, fmt.Sprintf("ocifs mount %v hangs", args))
 				var exit *exec.ExitError
 				if !errors.As(err, &exit) || exit.ExitCode() != 1 {
 					t.Errorf("ocifs mount %s %v (%s daemon): exit %v, want 1", strings.Join(mode, ""), args, run.daemon, err)
@@ -529,11 +521,7 @@ func TestMountInterrupted(t *testing.T) {
 		cmd := exec.Command(bin, "mount", "--cache-dir", cacheDir, layout+":v1", mnt)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+		wait := startWait(t, cmd)
 		// Both processes run once the daemon waits for the lock.
 		pattern := "ocifs mount .*" + regexpQuote(mnt) + "$"
 		waitFor(10*time.Second, func() bool {
@@ -542,12 +530,7 @@ func TestMountInterrupted(t *testing.T) {
 		})
 		time.Sleep(200 * time.Millisecond)
 		cmd.Process.Signal(os.Interrupt)
-		select {
-		case err = <-done:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			t.Fatalf("%s daemon: ocifs mount still running 30s after ^C", daemon)
-		}
+		err := wait(30*time.Second, daemon+" daemon: ocifs mount still running 30s after ^C")
 		var exit *exec.ExitError
 		if !errors.As(err, &exit) || exit.ExitCode() != 1 || strings.TrimSpace(stderr.String()) != "ocifs: mount interrupted" {
 			t.Errorf("%s daemon: ocifs mount after ^C = %v, %q; want exit 1 and \"ocifs: mount interrupted\"", daemon, err, stderr.String())
