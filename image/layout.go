@@ -77,21 +77,21 @@ func (l *Layout) blobPath(d digest.Digest) string {
 	return filepath.Join(l.dir, ocispec.ImageBlobsDir, d.Algorithm().String(), d.Encoded())
 }
 
-// Blob is a blob of a layout opened for random access. It is safe for
-// concurrent use: ReadAt uses pread and keeps no offset.
-type Blob struct {
+// fileBlob is a blob in a file opened for random access. It is safe
+// for concurrent use: ReadAt uses pread and keeps no offset.
+type fileBlob struct {
 	f    *os.File
 	desc ocispec.Descriptor
 }
 
-var _ io.ReaderAt = (*Blob)(nil)
+var _ Blob = (*fileBlob)(nil)
 
 // OpenBlob opens the blob desc names and checks that it is a regular
 // file (symlinks to one are fine) of exactly desc.Size bytes. Contents
 // are not hashed here: layers are large and read lazily. A blob missing
 // from the layout, as a non-distributable layer may be
 // (descriptor.md, "urls"), gives an error with desc.URLs.
-func (l *Layout) OpenBlob(desc ocispec.Descriptor) (*Blob, error) {
+func (l *Layout) OpenBlob(desc ocispec.Descriptor) (Blob, error) {
 	if err := checkDigest(desc.Digest); err != nil {
 		return nil, fmt.Errorf("open blob %q: %w", desc.Digest, err)
 	}
@@ -119,20 +119,20 @@ func (l *Layout) OpenBlob(desc ocispec.Descriptor) (*Blob, error) {
 		f.Close()
 		return nil, err
 	}
-	return &Blob{f: f, desc: desc}, nil
+	return &fileBlob{f: f, desc: desc}, nil
 }
 
 // ReadAt implements io.ReaderAt.
-func (b *Blob) ReadAt(p []byte, off int64) (int, error) { return b.f.ReadAt(p, off) }
+func (b *fileBlob) ReadAt(p []byte, off int64) (int, error) { return b.f.ReadAt(p, off) }
 
 // Size returns the blob's size, which is its descriptor's size.
-func (b *Blob) Size() int64 { return b.desc.Size }
+func (b *fileBlob) Size() int64 { return b.desc.Size }
 
 // Descriptor returns the descriptor the blob was opened with.
-func (b *Blob) Descriptor() ocispec.Descriptor { return b.desc }
+func (b *fileBlob) Descriptor() ocispec.Descriptor { return b.desc }
 
 // Close closes the blob's file.
-func (b *Blob) Close() error { return b.f.Close() }
+func (b *fileBlob) Close() error { return b.f.Close() }
 
 // readJSON reads the small blob desc names, verifies its digest and
 // decodes it into v. what names the object for messages ("manifest").

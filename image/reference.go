@@ -12,7 +12,12 @@ import (
 // Reference names an image in a layout. At most one of Tag and Digest
 // is set; with neither, the layout must hold exactly one image.
 type Reference struct {
-	// Path is the layout directory.
+	// Transport is where the image is kept; the zero value is a layout
+	// directory.
+	Transport Transport
+	// Path is the layout directory or the archive's file; for
+	// TransportRegistry, the repository as HOST[:PORT]/REPO, docker.io
+	// short names expanded as skopeo expands them.
 	Path string
 	// Tag matches the org.opencontainers.image.ref.name annotation of
 	// an index.json entry (image-layout.md, "index.json file").

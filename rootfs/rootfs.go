@@ -64,7 +64,7 @@ type RootFS struct {
 	Indexes []*tarindex.Index
 	Tree    *overlay.Tree      // the merged tree
 	readers []*tarindex.Reader // one per layer
-	blobs   []*image.Blob      // one per layer
+	blobs   []image.Blob       // one per layer
 	cache   *tarindex.Cache
 	treeMap *cachefile.Mapping // holds Tree when it came from the cache
 }
@@ -102,7 +102,7 @@ func OpenImage(ctx context.Context, img *image.Image, opts Options) (_ *RootFS, 
 		Layers:  layers,
 		Indexes: make([]*tarindex.Index, len(layers)),
 		readers: make([]*tarindex.Reader, len(layers)),
-		blobs:   make([]*image.Blob, len(layers)),
+		blobs:   make([]image.Blob, len(layers)),
 		cache:   &tarindex.Cache{Dir: opts.CacheDir, Logger: logger},
 	}
 	defer func() {
