@@ -104,17 +104,40 @@
 //     target is looked up, as both unpackers do, so a link to itself
 //     fails too.
 //
-//   - Symlinks in parent paths. An entry's parent path is resolved with
-//     every symlink followed inside the root, the way
-//     filepath-securejoin does for umoci and continuity's RootPath for
-//     containerd: ".." at the root stays at the root, an absolute target
-//     starts again at the root, and nothing ever resolves outside the
-//     root. The entry lands at the resolved place and the symlink itself
-//     stays. The same holds for a whiteout's parent and a hardlink
-//     target's parent. The last component is never followed: an entry
-//     replaces a symlink of its own name. More than 255 symlinks on one
-//     resolution (a loop) fails the merge with ErrSymlinkLoop, as
-//     securejoin's ELOOP fails both unpackers.
+//   - A layer's paths are its own. Every name in a layer (an entry's,
+//     a whiteout's, an opaque marker's, a hardlink target's) is a path
+//     of that layer, so where the layer itself has an entry for a
+//     component of it, that entry decides what the component is, not
+//     what the lower layers left there: a lower symlink that the layer
+//     replaces with a directory (or any non-symlink) is never followed,
+//     wherever the replacing entry stands in the tar. A whiteout or an
+//     opaque marker under such a directory removes nothing (the
+//     directory starts empty: layer.md "Whiteouts", "Whiteout files MUST
+//     only apply to resources in lower/parent layers"), an entry under
+//     it lands in it, and a hardlink into it finds only what the layer
+//     put there before the link. That is the tree umoci leaves for a
+//     tar in the usual order (a directory before what is in it) and the
+//     one an overlayfs stack of the unpacked layers shows; `RUN rm /l &&
+//     mkdir /l` over a symlink l makes the shape, and a merged-usr base
+//     (lib -> usr/lib) would otherwise lose usr/lib.
+//
+//   - Symlinks in parent paths. Where the layer has no entry of its own
+//     for a component, an entry's parent path is resolved with every
+//     symlink followed inside the root, the way filepath-securejoin
+//     does for umoci and continuity's RootPath for containerd: ".." at
+//     the root stays at the root, an absolute target starts again at
+//     the root, and nothing ever resolves outside the root. The entry
+//     lands at the resolved place and the symlink itself stays. The
+//     same holds for a whiteout's parent and a hardlink target's
+//     parent, so a whiteout acts where the layer's own entries under
+//     the same parent land. The last component is never followed: an
+//     entry replaces a symlink of its own name. More than 255 symlinks
+//     on one resolution (a loop) fails the merge with ErrSymlinkLoop,
+//     as securejoin's ELOOP fails both unpackers.
+//
+//   - Rules version. RulesVersion numbers these rules; a cache of
+//     merged trees keys on it, so a tree merged under other rules is
+//     merged again.
 //
 //   - Implicit directories. Parents that no layer lists are created as
 //     directories with mode 0755, uid and gid 0 and mtime 0, and

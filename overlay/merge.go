@@ -13,6 +13,16 @@ import (
 	"github.com/ocifs/ocifs/tarindex"
 )
 
+// RulesVersion numbers the merge rules (the package documentation's
+// "Rules"). It changes whenever Merge may build another tree from the
+// same layers, and a cache of merged trees must key on it, so that a
+// tree an older ocifs merged is merged again instead of served.
+//
+//	1: the rules up to issue 15
+//	2: a layer's own entries decide what a path of it names before a
+//	   lower layer's symlink does (whiteouts, opaque markers, parents)
+const RulesVersion = 2
+
 const (
 	typeDir     = tar.TypeDir
 	typeSymlink = tar.TypeSymlink
@@ -200,9 +210,12 @@ type merger struct {
 	root *mnode
 	slab []mnode
 
-	// layer being applied, for messages.
-	li    int
-	label string
+	// layer being applied, for messages, and its entries; own maps
+	// their names to them once ownReplaces or a whiteout needs it.
+	li      int
+	label   string
+	entries []tarindex.Entry
+	own     map[string]*tarindex.Entry
 
 	// dirs caches the directory an entry's parent path resolved to,
 	// keyed by that path as the layer spells it, so most entries cost
@@ -242,6 +255,7 @@ func Merge(layers []Layer, opts Options) (*Tree, error) {
 		if m.label == "" {
 			m.label = strconv.Itoa(i)
 		}
+		m.entries, m.own = layers[i].Entries, nil
 		if err := m.apply(layers[i].Entries); err != nil {
 			return nil, fmt.Errorf("apply layer %q: %w", m.label, err)
 		}
@@ -377,13 +391,14 @@ func (m *merger) apply(entries []tarindex.Entry) error {
 				return fmt.Errorf("whiteout %q: %w", e.Name, ErrInvalidWhiteout)
 			}
 		}
-		frames, err := m.resolve(dir, m.scratch[:0])
-		m.scratch = frames
+		if m.own == nil {
+			m.own = ownEntries(entries)
+		}
+		d, err := m.whiteoutDir(dir, m.own)
 		if err != nil {
 			return fmt.Errorf("whiteout %q: %w", e.Name, err)
 		}
-		d := frames[len(frames)-1].node
-		if d == nil || !d.isDir() {
+		if d == nil {
 			m.log.Debug("whiteout of nothing", "layer", m.label, "name", e.Name)
 			continue
 		}
@@ -406,6 +421,127 @@ func (m *merger) apply(entries []tarindex.Entry) error {
 		}
 	}
 	return nil
+}
+
+// ownEntries maps the cleaned names of a layer's entries, whiteouts
+// aside, to the last entry of each name, which is the one pass 2
+// leaves there.
+func ownEntries(entries []tarindex.Entry) map[string]*tarindex.Entry {
+	own := make(map[string]*tarindex.Entry, len(entries))
+	for i := range entries {
+		name := cleanName(entries[i].Name)
+		if _, base := splitName(name); !strings.HasPrefix(base, whPrefix) {
+			own[name] = &entries[i]
+		}
+	}
+	return own
+}
+
+// whiteoutDir resolves the parent path of a whiteout of the layer
+// whose entries own holds, and returns the lower directory its
+// whiteout acts on, or nil if it acts on nothing.
+//
+// A whiteout names a path of its own layer (layer.md, "Whiteouts": "a
+// whiteout file ... indicates that the path should be removed"; the
+// path is the layer's, as the layer would be unpacked by itself), so
+// each component of that path is what the layer itself makes of it
+// before it is what the lower layers made of it:
+//
+//   - a directory of the layer's own over a lower directory merges
+//     with it (layer.md, "Changeset over existing files"), and the
+//     resolution goes on into the lower directory;
+//   - a directory of the layer's own over a lower symlink or other
+//     non-directory replaces it (pass 2 does so), so the whiteout is
+//     under a directory that starts empty and removes nothing: a lower
+//     symlink is never followed where the layer put a directory. This
+//     is what umoci and an overlayfs stack of the unpacked layers both
+//     leave (`RUN rm /l && mkdir /l` makes this shape);
+//   - a symlink of the layer's own replaces the lower node, and the
+//     resolution follows the layer's symlink, as umoci does once it has
+//     extracted it;
+//   - any other entry of the layer's own over a lower symlink
+//     replaces it too: the symlink is not followed and the whiteout
+//     removes nothing. Over a lower directory, the entry replaces the
+//     directory only when pass 2 reaches it, so the whiteout acts on
+//     the lower directory (which only the layer's hardlinks placed
+//     before that entry can tell);
+//   - where the layer has no entry of that name (an implicit parent),
+//     the lower tree answers, following its symlinks inside the root:
+//     that is where pass 2 puts the layer's own entries under the same
+//     parent path (the "Symlinks in parent paths" rule), and what
+//     umoci's securejoin does for both.
+//
+// A name is looked up as the whiteout spells it and, once a symlink
+// has been followed, also at the resolved place, where the layer's
+// entries spelled that way land.
+func (m *merger) whiteoutDir(dir string, own map[string]*tarindex.Entry) (*mnode, error) {
+	frames := append(m.scratch[:0], frame{node: m.root})
+	defer func() { m.scratch = frames[:0] }()
+	links := 0
+	// rest ends with the part of dir not yet consumed, dirLeft bytes
+	// long; symlink targets are put before it.
+	rest, dirLeft := dir, len(dir)
+	for rest != "" {
+		fromDir := len(rest) <= dirLeft
+		var comp string
+		comp, rest, _ = strings.Cut(rest, "/")
+		switch comp {
+		case "", ".":
+			continue
+		case "..":
+			if len(frames) > 1 {
+				frames = frames[:len(frames)-1]
+			}
+			continue
+		}
+		top := frames[len(frames)-1].node
+		e := own[framesPath(append(frames, frame{name: comp}))]
+		if e == nil && fromDir && links > 0 {
+			// dir itself is clean: its prefixes are names as the
+			// layer spells them.
+			e = own[strings.TrimSuffix(dir[:len(dir)-len(rest)], "/")]
+		}
+		if fromDir {
+			dirLeft = len(rest)
+		}
+		var target string
+		switch {
+		case e != nil && e.Type == typeSymlink:
+			target = e.Linkname
+		case e != nil:
+			n := top.lookup(comp)
+			if n == nil || !n.isDir() {
+				// The layer replaces a lower non-directory, symlinks
+				// included: nothing lower is under its entry.
+				return nil, nil
+			}
+			frames = append(frames, frame{node: n, name: comp})
+			continue
+		default:
+			n := top.lookup(comp)
+			switch {
+			case n == nil || (!n.isDir() && !n.isSymlink()):
+				return nil, nil
+			case n.isDir():
+				frames = append(frames, frame{node: n, name: comp})
+				continue
+			}
+			target = n.entry.Linkname
+		}
+		links++
+		if links > maxSymlinks {
+			return nil, ErrSymlinkLoop
+		}
+		if strings.HasPrefix(target, "/") {
+			frames = frames[:1]
+		}
+		if rest == "" {
+			rest = target
+		} else {
+			rest = target + "/" + rest
+		}
+	}
+	return frames[len(frames)-1].node, nil
 }
 
 func (m *merger) add(e *tarindex.Entry) error {
@@ -570,17 +706,28 @@ func framesPath(frames []frame) string {
 // filepath-securejoin does for umoci: ".." pops one resolved component
 // and stays at the root, an absolute target starts again at the root,
 // components that do not exist are kept as frames with a nil node.
+//
+// p is a path of the layer being applied, and a symlink of a lower
+// layer is not followed where that layer has an entry of the same name
+// (as p spells it) other than a symlink: the layer replaces the
+// symlink with that entry when it reaches it, and what the layer puts
+// under the name belongs there whatever the tar order (see
+// whiteoutDir). Such a
+// symlink is returned as a non-directory frame, which parentSlow
+// replaces and linkTarget finds no target in.
 func (m *merger) resolve(p string, frames []frame) ([]frame, error) {
 	frames = append(frames, frame{node: m.root})
-	return m.walk(p, frames)
-}
-
-// walk continues a resolution from frames.
-func (m *merger) walk(rest string, frames []frame) ([]frame, error) {
 	links := 0
+	// rest ends with the part of p not yet consumed, pLeft bytes long;
+	// symlink targets are put before it.
+	rest, pLeft := p, len(p)
 	for rest != "" {
+		fromP := len(rest) <= pLeft
 		var comp string
 		comp, rest, _ = strings.Cut(rest, "/")
+		if fromP {
+			pLeft = len(rest)
+		}
 		switch comp {
 		case "", ".":
 			continue
@@ -596,7 +743,7 @@ func (m *merger) walk(rest string, frames []frame) ([]frame, error) {
 			continue
 		}
 		n := top.lookup(comp)
-		if n == nil || !n.isSymlink() {
+		if n == nil || !n.isSymlink() || (fromP && int(n.layer) < m.li && m.ownReplaces(strings.TrimSuffix(p[:len(p)-len(rest)], "/"))) {
 			frames = append(frames, frame{node: n, name: comp})
 			continue
 		}
@@ -615,6 +762,19 @@ func (m *merger) walk(rest string, frames []frame) ([]frame, error) {
 		}
 	}
 	return frames, nil
+}
+
+// ownReplaces reports whether the layer being applied has an entry
+// named name (cleaned) other than a symlink, which replaces whatever
+// a lower layer left there, building the layer's name map the first time
+// it is asked: only layers that meet a lower symlink on a parent path
+// pay for it.
+func (m *merger) ownReplaces(name string) bool {
+	if m.own == nil {
+		m.own = ownEntries(m.entries)
+	}
+	e := m.own[name]
+	return e != nil && e.Type != typeSymlink
 }
 
 // linkTarget finds the node a hardlink's (cleaned) Linkname names now.

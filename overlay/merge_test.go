@@ -608,3 +608,60 @@ func TestResolvePathFollowsLastLikeStat(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnDirectoryOverLowerSymlink is issue 16's class: a layer that
+// replaces a lower symlink with a directory of its own and puts
+// whiteouts, an opaque marker, entries or hardlink targets under it.
+// The paths are the layer's own (layer.md, "Whiteouts"), so nothing of
+// the symlink's target may change; umoci and an overlayfs stack of the
+// unpacked layers agree (integration's TestOverlayMatchesUmoci covers
+// the sorted orders with umoci).
+func TestOwnDirectoryOverLowerSymlink(t *testing.T) {
+	lower := l(dir("d"), file("d/x"), file("d/z"), sym("l", "d"))
+	runTreeCases(t, []treeCase{
+		{"opaque under the new directory", [][]tarindex.Entry{
+			lower, l(dir("l"), opq("l"), file("l/y")),
+		}, map[string]string{"d": "d0", "d/x": "f0", "d/z": "f0", "l": "d1", "l/y": "f1"}},
+		{"opaque before the directory in the tar", [][]tarindex.Entry{
+			lower, l(opq("l"), dir("l"), file("l/y")),
+		}, map[string]string{"d": "d0", "d/x": "f0", "d/z": "f0", "l": "d1", "l/y": "f1"}},
+		{"whiteout under the new directory", [][]tarindex.Entry{
+			lower, l(dir("l"), wh("l", "x"), file("l/y")),
+		}, map[string]string{"d": "d0", "d/x": "f0", "d/z": "f0", "l": "d1", "l/y": "f1"}},
+		{"deeper: a directory of the layer under a lower directory", [][]tarindex.Entry{
+			l(dir("d"), file("d/x"), dir("a"), sym("a/l", "../d")),
+			l(dir("a"), dir("a/l"), opq("a/l")),
+		}, map[string]string{"a": "d1", "a/l": "d1", "d": "d0", "d/x": "f0"}},
+		{"merged-usr base", [][]tarindex.Entry{
+			l(dir("usr"), dir("usr/lib"), file("usr/lib/libc.so"), sym("lib", "usr/lib")),
+			l(dir("lib"), opq("lib"), file("lib/own")),
+		}, map[string]string{"usr": "d0", "usr/lib": "d0", "usr/lib/libc.so": "f0", "lib": "d1", "lib/own": "f1"}},
+		{"entry before its directory in the tar", [][]tarindex.Entry{
+			lower, l(file("l/y"), dir("l")),
+		}, map[string]string{"d": "d0", "d/x": "f0", "d/z": "f0", "l": "d1", "l/y": "f1"}},
+		{"implicit parent still follows the lower symlink", [][]tarindex.Entry{
+			lower, l(opq("l"), file("l/y")),
+		}, map[string]string{"d": "d0", "d/y": "f1", "l": "l0->d"}},
+		{"whiteout through a lower symlink to a directory of the layer", [][]tarindex.Entry{
+			l(dir("d"), file("d/x"), sym("d/s", "/e"), dir("e"), file("e/q"), sym("l", "d")),
+			l(dir("d"), dir("d/s"), wh("l/s", "q")),
+		}, map[string]string{"d": "d1", "d/s": "d1", "d/x": "f0", "e": "d0", "e/q": "f0", "l": "l0->d"}},
+		{"symlink of the layer's own is followed", [][]tarindex.Entry{
+			l(dir("d"), file("d/x"), dir("e"), file("e/x")),
+			l(sym("d", "e"), wh("d", "x")),
+		}, map[string]string{"d": "l1->e", "e": "d0"}},
+		{"file over a lower symlink", [][]tarindex.Entry{
+			lower, l(file("l"), wh("l", "x")),
+		}, map[string]string{"d": "d0", "d/x": "f0", "d/z": "f0", "l": "f1"}},
+		{"entry under a file that replaces a lower symlink", [][]tarindex.Entry{
+			lower, l(file("l/y"), file("l")),
+		}, map[string]string{"d": "d0", "d/x": "f0", "d/z": "f0", "l": "f1"}},
+	})
+	runErrCases(t, []errCase{
+		// The link comes before the layer's own l/x: at that point
+		// the layer's l is a new, empty directory.
+		{"hardlink into the new directory before its target", [][]tarindex.Entry{
+			lower, l(link("h", "l/x"), dir("l"), file("l/x")),
+		}, ErrHardlinkTarget},
+	})
+}

@@ -20,9 +20,12 @@ import (
 //
 //	DIR/tree/v<overlay.FormatVersion>/sha256/<key>
 //
-// The key is the SHA-256 of the layers' digests and diffIDs in order
-// (treeKey): the entries of a layer are a function of its blob, so the
-// same stack always merges to the same tree, whichever image lists it.
+// The key is the SHA-256 of overlay.RulesVersion and the layers'
+// digests and diffIDs in order (treeKey): the entries of a layer are a
+// function of its blob, so the same stack always merges to the same
+// tree, whichever image lists it, while the merge rules stay the same.
+// A tree merged by an ocifs with other rules has another key and is
+// merged again, never served.
 // A file is trusted only if overlay.Decode accepts it (magic, version,
 // CRC-32C, every record in bounds), as index files are; a bad one is
 // rebuilt and replaced. With lazy set, overlay.DecodeLazy checks only
@@ -38,7 +41,7 @@ type treeCache struct {
 // treeKey names the merged tree of layers.
 func treeKey(layers []image.Layer) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "ocifs merged tree v%d\n", overlay.FormatVersion)
+	fmt.Fprintf(h, "ocifs merged tree v%d rules %d\n", overlay.FormatVersion, overlay.RulesVersion)
 	for _, l := range layers {
 		fmt.Fprintf(h, "%s %s\n", l.Descriptor.Digest, l.DiffID)
 	}

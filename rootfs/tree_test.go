@@ -1,18 +1,23 @@
 package rootfs
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"testing"
 
 	"github.com/ocifs/ocifs/internal/imagetest"
 	"github.com/ocifs/ocifs/internal/tartest"
 	"github.com/ocifs/ocifs/overlay"
+	"github.com/ocifs/ocifs/tarindex"
 )
 
 // treeFiles returns the merged-tree files in cache.
@@ -224,5 +229,66 @@ func TestTreeCacheLazy(t *testing.T) {
 	r.Close()
 	if b, _ := os.ReadFile(files[0]); !bytes.Equal(b, good) {
 		t.Errorf("a checked Open did not repair the damaged tree file")
+	}
+}
+
+// TestTreeKeyNamesRules: a tree merged under older merge rules is never
+// served. An ocifs with rules 1 (before issue 16) keyed the tree by the
+// layers alone and merged this stack wrongly: its opaque marker under
+// the layer's new directory l emptied d through the old symlink. Such a
+// file left in the cache must not be found by this ocifs, which merges
+// again and keeps d/x.
+func TestTreeKeyNamesRules(t *testing.T) {
+	dir := t.TempDir()
+	lower := new(tartest.Layer).Dir("d").File("d/x", []byte("x\n")).Symlink("l", "d")
+	upper := new(tartest.Layer).Dir("l").Opaque("l").File("l/y", []byte("y\n"))
+	imagetest.WriteLayout(t, dir, imagetest.Image{Tag: "t", Layers: []imagetest.LayerSpec{
+		{Layer: lower, Compression: tartest.Gzip},
+		{Layer: upper, Compression: tartest.Gzip},
+	}})
+	ref := dir + ":t"
+	cache := t.TempDir()
+	ctx := context.Background()
+
+	r, err := Open(ctx, ref, Options{CacheDir: cache})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	// What rules 1 merged: d empty.
+	wrong, err := overlay.Merge([]overlay.Layer{{Entries: []tarindex.Entry{
+		{Name: "d", Type: tar.TypeDir, Mode: 0o755},
+	}}, {Entries: []tarindex.Entry{
+		{Name: "l", Type: tar.TypeDir, Mode: 0o755},
+		{Name: "l/y", Type: tar.TypeReg, Mode: 0o644, Size: 2},
+	}}}, overlay.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "ocifs merged tree v%d\n", overlay.FormatVersion)
+	for _, l := range r.Layers {
+		fmt.Fprintf(h, "%s %s\n", l.Descriptor.Digest, l.DiffID)
+	}
+	r.Close()
+	old := filepath.Join(cache, "tree", "v"+strconv.Itoa(overlay.FormatVersion), "sha256", hex.EncodeToString(h.Sum(nil)))
+	b, _ := wrong.MarshalBinary()
+	for _, f := range treeFiles(t, cache) {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(old, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, lazy := range []bool{false, true} {
+		r, err := Open(ctx, ref, Options{CacheDir: cache, LazyTree: lazy})
+		if err != nil {
+			t.Fatalf("Open (lazy %v): %v", lazy, err)
+		}
+		if got := string(readAll(t, r, "d/x")); got != "x\n" {
+			t.Errorf("lazy %v: d/x = %q, want %q", lazy, got, "x\n")
+		}
+		r.Close()
 	}
 }
