@@ -444,7 +444,9 @@ func ouGroups(states map[string]ouState) []string {
 // TestOverlayMatchesUmociRandom runs the same comparison on random
 // stacks: a few layers of files, directories, symlinks, hardlinks,
 // devices, fifos, whiteouts and opaque markers with random modes,
-// owners, times and xattrs. Like real layers, each entry's parents are
+// owners, times and xattrs. Symlinks also stand at the names other
+// layers use as directories, and directories at names lower layers
+// made symlinks, with whiteouts and opaque markers under them. Like real layers, each entry's parents are
 // listed in its layer, which keeps the stacks out of the documented
 // divergences; a stack that umoci or Merge refuses (a hardlink whose
 // target a whiteout removed) is skipped, and most must be compared.
@@ -590,7 +592,7 @@ func ouRandomStack(seed uint64) ([]*tartest.Layer, string) {
 		n := 2 + r.IntN(12)
 		for range n {
 			d := randDir()
-			switch k := r.IntN(20); {
+			switch k := r.IntN(23); {
 			case k < 7:
 				p := join(d, leaves[r.IntN(len(leaves))])
 				parents(d)
@@ -624,7 +626,27 @@ func ouRandomStack(seed uint64) ([]*tartest.Layer, string) {
 				l.Symlink(p, target, opts()...)
 				made, alive[p] = append(made, p), true
 				fmt.Fprintf(&listing, "L%d symlink %s -> %s\n", li, p, target)
-			case k < 12:
+			case k < 14:
+				// A symlink at a name other layers use as a directory,
+				// to another directory: the layers above list the name
+				// as a directory again and put whiteouts and opaque
+				// markers under it (issue 16's class), or use it as a
+				// hardlink target's parent.
+				// The target is the sibling directory, where the other
+				// cases put files, so that a whiteout resolved through
+				// the old symlink would show.
+				i := r.IntN(len(dirs))
+				p := join(d, dirs[i])
+				parents(d)
+				target := dirs[(i+1)%len(dirs)]
+				if r.IntN(2) == 0 {
+					target = "/" + join(d, target)
+				}
+				unlist(p)
+				l.Symlink(p, target, opts()...)
+				made, alive[p] = append(made, p), true
+				fmt.Fprintf(&listing, "L%d symlink %s -> %s\n", li, p, target)
+			case k < 15:
 				p := join(d, leaves[r.IntN(len(leaves))])
 				parents(d)
 				unlist(p)
@@ -635,7 +657,7 @@ func ouRandomStack(seed uint64) ([]*tartest.Layer, string) {
 				}
 				made, alive[p] = append(made, p), true
 				fmt.Fprintf(&listing, "L%d special %s\n", li, p)
-			case k < 14:
+			case k < 17:
 				p := join(d, fmt.Sprintf("h%d", r.IntN(2)))
 				parents(d)
 				targets := slices.Sorted(maps.Keys(alive))
@@ -653,7 +675,7 @@ func ouRandomStack(seed uint64) ([]*tartest.Layer, string) {
 				l.Hardlink(p, target)
 				made, alive[p] = append(made, p), true
 				fmt.Fprintf(&listing, "L%d hardlink %s -> %s\n", li, p, target)
-			case k < 18:
+			case k < 21:
 				base := leaves[r.IntN(len(leaves))]
 				whiteouts = append(whiteouts, func() {
 					parents(d)

@@ -210,12 +210,14 @@ type merger struct {
 	root *mnode
 	slab []mnode
 
-	// layer being applied, for messages, and its entries; own maps
-	// their names to them once ownReplaces or a whiteout needs it.
+	// layer being applied, for messages, and its entries; pos is the
+	// index of the entry being placed, and own finds the layer's
+	// entries by name once ownReplaces or a whiteout needs it.
 	li      int
 	label   string
 	entries []tarindex.Entry
-	own     map[string]*tarindex.Entry
+	pos     int
+	own     *ownNames
 
 	// dirs caches the directory an entry's parent path resolved to,
 	// keyed by that path as the layer spells it, so most entries cost
@@ -391,10 +393,8 @@ func (m *merger) apply(entries []tarindex.Entry) error {
 				return fmt.Errorf("whiteout %q: %w", e.Name, ErrInvalidWhiteout)
 			}
 		}
-		if m.own == nil {
-			m.own = ownEntries(entries)
-		}
-		d, err := m.whiteoutDir(dir, m.own)
+		m.pos = i
+		d, err := m.whiteoutDir(dir)
 		if err != nil {
 			return fmt.Errorf("whiteout %q: %w", e.Name, err)
 		}
@@ -416,6 +416,7 @@ func (m *merger) apply(entries []tarindex.Entry) error {
 	// a path replaces an earlier one and a hardlink finds the entries
 	// before it.
 	for i := range entries {
+		m.pos = i
 		if err := m.add(&entries[i]); err != nil {
 			return err
 		}
@@ -423,23 +424,63 @@ func (m *merger) apply(entries []tarindex.Entry) error {
 	return nil
 }
 
-// ownEntries maps the cleaned names of a layer's entries, whiteouts
-// aside, to the last entry of each name, which is the one pass 2
-// leaves there.
-func ownEntries(entries []tarindex.Entry) map[string]*tarindex.Entry {
-	own := make(map[string]*tarindex.Entry, len(entries))
-	for i := range entries {
-		name := cleanName(entries[i].Name)
-		if _, base := splitName(name); !strings.HasPrefix(base, whPrefix) {
-			own[name] = &entries[i]
-		}
-	}
-	return own
+// ownNames finds a layer's entries (whiteouts aside) by cleaned name.
+// A name the layer has more than once (layer.md forbids it, real
+// layers have it) means, at a given place in the tar, the last entry
+// of that name before that place, which is the one extraction would
+// have left there, or else the first one after it.
+type ownNames struct {
+	entries []tarindex.Entry
+	first   map[string]int32
+	dups    map[string][]int32 // every index, for names seen twice
 }
 
-// whiteoutDir resolves the parent path of a whiteout of the layer
-// whose entries own holds, and returns the lower directory its
-// whiteout acts on, or nil if it acts on nothing.
+func (m *merger) ownNames() *ownNames {
+	if m.own != nil {
+		return m.own
+	}
+	o := &ownNames{entries: m.entries, first: make(map[string]int32, len(m.entries))}
+	for i := range m.entries {
+		name := cleanName(m.entries[i].Name)
+		if _, base := splitName(name); strings.HasPrefix(base, whPrefix) {
+			continue
+		}
+		f, seen := o.first[name]
+		if !seen {
+			o.first[name] = int32(i)
+			continue
+		}
+		if o.dups == nil {
+			o.dups = make(map[string][]int32)
+		}
+		if o.dups[name] == nil {
+			o.dups[name] = []int32{f}
+		}
+		o.dups[name] = append(o.dups[name], int32(i))
+	}
+	m.own = o
+	return o
+}
+
+// at returns the layer's entry name means at index pos, or nil.
+func (o *ownNames) at(name string, pos int) *tarindex.Entry {
+	i, ok := o.first[name]
+	if !ok {
+		return nil
+	}
+	if all := o.dups[name]; all != nil {
+		// The last index before pos, or the first.
+		j, _ := slices.BinarySearch(all, int32(pos))
+		if j > 0 {
+			i = all[j-1]
+		}
+	}
+	return &o.entries[i]
+}
+
+// whiteoutDir resolves the parent path dir of the whiteout at m.pos
+// and returns the lower directory the whiteout acts on, or nil if it
+// acts on nothing.
 //
 // A whiteout names a path of its own layer (layer.md, "Whiteouts": "a
 // whiteout file ... indicates that the path should be removed"; the
@@ -474,7 +515,8 @@ func ownEntries(entries []tarindex.Entry) map[string]*tarindex.Entry {
 // A name is looked up as the whiteout spells it and, once a symlink
 // has been followed, also at the resolved place, where the layer's
 // entries spelled that way land.
-func (m *merger) whiteoutDir(dir string, own map[string]*tarindex.Entry) (*mnode, error) {
+func (m *merger) whiteoutDir(dir string) (*mnode, error) {
+	own := m.ownNames()
 	frames := append(m.scratch[:0], frame{node: m.root})
 	defer func() { m.scratch = frames[:0] }()
 	links := 0
@@ -495,11 +537,11 @@ func (m *merger) whiteoutDir(dir string, own map[string]*tarindex.Entry) (*mnode
 			continue
 		}
 		top := frames[len(frames)-1].node
-		e := own[framesPath(append(frames, frame{name: comp}))]
+		e := own.at(framesPath(append(frames, frame{name: comp})), m.pos)
 		if e == nil && fromDir && links > 0 {
 			// dir itself is clean: its prefixes are names as the
 			// layer spells them.
-			e = own[strings.TrimSuffix(dir[:len(dir)-len(rest)], "/")]
+			e = own.at(strings.TrimSuffix(dir[:len(dir)-len(rest)], "/"), m.pos)
 		}
 		if fromDir {
 			dirLeft = len(rest)
@@ -770,10 +812,7 @@ func (m *merger) resolve(p string, frames []frame) ([]frame, error) {
 // it is asked: only layers that meet a lower symlink on a parent path
 // pay for it.
 func (m *merger) ownReplaces(name string) bool {
-	if m.own == nil {
-		m.own = ownEntries(m.entries)
-	}
-	e := m.own[name]
+	e := m.ownNames().at(name, m.pos)
 	return e != nil && e.Type != typeSymlink
 }
 
