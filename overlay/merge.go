@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -313,38 +312,10 @@ func (m *merger) clearDir(dir *mnode) {
 	dir.kids, dir.idx, dir.live, dir.unsorted = nil, nil, 0, false
 }
 
-// cleanName returns name cleaned as tarindex cleans entry names
-// (path.Clean("/"+name) without the slash, "." for the root). Names
-// from tarindex are clean already and cost one scan; anything else is
+// cleanName cleans name as tarindex cleans entry names. Names from
+// tarindex are clean already and cost one scan; anything else is
 // cleaned here so that no caller can put "..", "." or "" into the tree.
-func cleanName(name string) string {
-	if isClean(name) {
-		return name
-	}
-	c := path.Clean("/" + name)
-	if c == "/" {
-		return "."
-	}
-	return c[1:]
-}
-
-func isClean(name string) bool {
-	if name == "." {
-		return true
-	}
-	start := 0
-	for i := 0; i <= len(name); i++ {
-		if i < len(name) && name[i] != '/' {
-			continue
-		}
-		switch name[start:i] {
-		case "", ".", "..":
-			return false
-		}
-		start = i + 1
-	}
-	return true
-}
+func cleanName(name string) string { return tarindex.CleanName(name) }
 
 // splitName splits a cleaned entry name into its parent path ("" for
 // the root) and base name.

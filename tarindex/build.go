@@ -10,7 +10,6 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
-	"path"
 	"sort"
 	"strings"
 
@@ -501,7 +500,7 @@ func truncName(s string) string {
 // of its data in the stream.
 func makeEntry(hdr *tar.Header, raw []byte) (Entry, int64, error) {
 	e := Entry{
-		Name:    cleanName(hdr.Name),
+		Name:    CleanName(hdr.Name),
 		Type:    hdr.Typeflag,
 		Mode:    uint32(hdr.Mode & 0o7777),
 		UID:     hdr.Uid,
@@ -532,7 +531,7 @@ func makeEntry(hdr *tar.Header, raw []byte) (Entry, int64, error) {
 	case tar.TypeSymlink:
 		e.Linkname = hdr.Linkname
 	case tar.TypeLink:
-		e.Linkname = cleanName(hdr.Linkname)
+		e.Linkname = CleanName(hdr.Linkname)
 	case tar.TypeChar, tar.TypeBlock:
 		if hdr.Devmajor < 0 || hdr.Devminor < 0 || hdr.Devmajor > 1<<32-1 || hdr.Devminor > 1<<32-1 {
 			return e, 0, fmt.Errorf("device number out of range: %w", ErrMalformed)
@@ -548,13 +547,4 @@ func makeEntry(hdr *tar.Header, raw []byte) (Entry, int64, error) {
 	}
 	sort.Slice(e.Xattrs, func(i, j int) bool { return e.Xattrs[i].Key < e.Xattrs[j].Key })
 	return e, phys, nil
-}
-
-// cleanName applies Entry.Name's rule.
-func cleanName(name string) string {
-	c := path.Clean("/" + name)
-	if c == "/" {
-		return "."
-	}
-	return c[1:]
 }
