@@ -457,7 +457,7 @@ func scanTar(uc *streamCounter, ix *Index, lim Limits) error {
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				return fmt.Errorf("read tar header at offset %d: truncated archive: %w", next, ErrMalformed)
 			}
-			if errors.Is(err, ErrMalformed) || errors.Is(err, ErrDigestMismatch) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			if errors.Is(err, ErrMalformed) || errors.Is(err, ErrZstdWindow) || errors.Is(err, ErrDigestMismatch) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				return err
 			}
 			return fmt.Errorf("read tar header at offset %d: %v: %w", next, err, ErrMalformed)

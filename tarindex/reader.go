@@ -31,7 +31,8 @@ type ReaderOptions struct {
 	// reads stopped, so that sequential reads continue instead of
 	// restarting at an access point (what makes a zstd layer with one
 	// long frame readable); zero picks 4. Each holds up to one zstd
-	// window or one 32 KiB inflate window plus a 64 KiB read buffer.
+	// window (at most ZstdMaxWindow) or one 32 KiB inflate window, plus
+	// a 64 KiB read buffer.
 	Decoders int
 }
 
