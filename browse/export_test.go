@@ -39,6 +39,7 @@ func exportLayers(t *testing.T) []*tartest.Layer {
 		Dir("xattr/d", tartest.Xattr("user.dir", "yes")).
 		File(long+"/"+strings.Repeat("n", 255), []byte("long name")).
 		File("empty", nil).
+		Sparse("sparse", 3<<20+5, tartest.Region{Offset: 4096, Data: tartest.RandomData(t, "sparse", 70_000)}, tartest.Region{Offset: 2 << 20, Data: []byte("second")}).
 		File("gone", []byte("deleted above"))
 	l2 := (&tartest.Layer{}).
 		Whiteout("", "gone").
