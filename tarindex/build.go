@@ -10,6 +10,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"math"
 	"path"
 	"sort"
 	"strings"
@@ -510,6 +511,12 @@ func makeEntry(hdr *tar.Header, raw []byte) (Entry, int64, error) {
 	}
 	if hdr.Mode < 0 || hdr.Uid < 0 || hdr.Gid < 0 || hdr.Size < 0 {
 		return e, 0, fmt.Errorf("negative mode, uid, gid or size: %w", ErrMalformed)
+	}
+	// PAX uid and gid records are decimal of any length, but Linux ids
+	// are 32 bits (and 2^32-1 is (uid_t)-1, "no change" to chown):
+	// an id above that would be served truncated, as another owner.
+	if hdr.Uid > math.MaxUint32 || hdr.Gid > math.MaxUint32 {
+		return e, 0, fmt.Errorf("uid %d, gid %d: above 2^32-1: %w", hdr.Uid, hdr.Gid, ErrMalformed)
 	}
 	var phys int64
 	switch hdr.Typeflag {
