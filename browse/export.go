@@ -93,7 +93,7 @@ func header(p string, n *overlay.Node) *tar.Header {
 		Uid:      e.UID,
 		Gid:      e.GID,
 		Size:     e.Size,
-		ModTime:  time.Unix(0, e.ModTime),
+		ModTime:  e.ModTime(),
 		Devmajor: int64(e.Devmajor),
 		Devminor: int64(e.Devminor),
 		// PAX keeps what ustar cannot: nanosecond mtimes, long

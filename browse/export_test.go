@@ -105,7 +105,7 @@ func TestExportRoundTrip(t *testing.T) {
 					first[n.ID] = p
 				}
 				if hdr.Typeflag != e.Type || hdr.Mode != int64(e.Mode) || hdr.Uid != e.UID || hdr.Gid != e.GID ||
-					hdr.ModTime.UnixNano() != e.ModTime || hdr.Linkname != e.Linkname ||
+					!hdr.ModTime.Equal(e.ModTime()) || hdr.Linkname != e.Linkname ||
 					hdr.Devmajor != int64(e.Devmajor) || hdr.Devminor != int64(e.Devminor) {
 					t.Errorf("%s: header %+v, want %+v", p, hdr, e)
 				}

@@ -502,12 +502,13 @@ func truncName(s string) string {
 // of its data in the stream.
 func makeEntry(hdr *tar.Header, raw []byte) (Entry, int64, error) {
 	e := Entry{
-		Name:    cleanName(hdr.Name),
-		Type:    hdr.Typeflag,
-		Mode:    uint32(hdr.Mode & 0o7777),
-		UID:     hdr.Uid,
-		GID:     hdr.Gid,
-		ModTime: hdr.ModTime.UnixNano(),
+		Name:      cleanName(hdr.Name),
+		Type:      hdr.Typeflag,
+		Mode:      uint32(hdr.Mode & 0o7777),
+		UID:       hdr.Uid,
+		GID:       hdr.Gid,
+		Mtime:     hdr.ModTime.Unix(),
+		MtimeNsec: uint32(hdr.ModTime.Nanosecond()),
 	}
 	if hdr.Mode < 0 || hdr.Uid < 0 || hdr.Gid < 0 || hdr.Size < 0 {
 		return e, 0, fmt.Errorf("negative mode, uid, gid or size: %w", ErrMalformed)
