@@ -39,7 +39,9 @@ func exportLayers(t *testing.T) []*tartest.Layer {
 		Dir("xattr/d", tartest.Xattr("user.dir", "yes")).
 		File(long+"/"+strings.Repeat("n", 255), []byte("long name")).
 		File("empty", nil).
-		Sparse("sparse", 3<<20+5, tartest.Region{Offset: 4096, Data: tartest.RandomData(t, "sparse", 70_000)}, tartest.Region{Offset: 2 << 20, Data: []byte("second")}).
+		Sparse("sparse", 3<<20+5, []tartest.Region{{Offset: 4096, Data: tartest.RandomData(t, "sparse", 70_000)}, {Offset: 2 << 20, Data: []byte("second")}},
+			tartest.Owner(3000000, 1<<32-1), tartest.ModTime(time.Unix(1e11, 5)), tartest.Mode(0o640), tartest.Xattr("user.sparse", "yes")).
+		Sparse("sparse-old", 1<<20, []tartest.Region{{Offset: 1000, Data: []byte("x")}}, tartest.ModTime(time.Unix(-1e11, 999999999))).
 		File("gone", []byte("deleted above"))
 	l2 := (&tartest.Layer{}).
 		Whiteout("", "gone").

@@ -48,7 +48,7 @@ func TestExportHostileSparse(t *testing.T) {
 		{Offset: 34_000_000_000, Data: tartest.RandomData(t, "middle", 3000)},
 		{Offset: size - 100, Data: tartest.RandomData(t, "tail", 100)},
 	}
-	layer := (&tartest.Layer{}).Sparse("big", size, regs...).File("after", []byte("after the sparse file"))
+	layer := (&tartest.Layer{}).Sparse("big", size, regs).File("after", []byte("after the sparse file"))
 	for _, c := range []tartest.Compression{tartest.Plain, tartest.Zstd} {
 		t.Run(c.String(), func(t *testing.T) {
 			r := openLayers(t, c, layer)
@@ -115,8 +115,8 @@ func TestExportSparseGNUTar(t *testing.T) {
 		copy(want[reg.Offset:], reg.Data)
 		data += int64(len(reg.Data))
 	}
-	l := (&tartest.Layer{}).Dir("d").Sparse("d/sparse", size, regs...).
-		Sparse("holes-only", 1<<20).
+	l := (&tartest.Layer{}).Dir("d").Sparse("d/sparse", size, regs).
+		Sparse("holes-only", 1<<20, nil).
 		File("d/plain", []byte("plain"))
 	r := openLayers(t, tartest.Gzip, l)
 

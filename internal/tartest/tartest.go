@@ -153,8 +153,13 @@ type Region struct {
 // --sparse --posix writes it (GNU sparse format 1.0: GNU.sparse.*
 // records in a PAX header, the map as decimal lines at the start of the
 // data), which archive/tar reads but cannot write. Regions must be in
-// order and inside size; the mtime is Epoch, the owner root.
-func (l *Layer) Sparse(name string, size int64, regions ...Region) *Layer {
+// order and inside size. opts may set the mode, owner, mtime and
+// xattrs, which go in PAX records (the mode in the header).
+func (l *Layer) Sparse(name string, size int64, regions []Region, opts ...Opt) *Layer {
+	h := tar.Header{Mode: 0o644, ModTime: Epoch}
+	for _, o := range opts {
+		o(&h)
+	}
 	var m bytes.Buffer
 	fmt.Fprintf(&m, "%d\n", len(regions))
 	for _, r := range regions {
@@ -166,7 +171,12 @@ func (l *Layer) Sparse(name string, size int64, regions ...Region) *Layer {
 		m.Write(r.Data)
 	}
 	var recs bytes.Buffer
-	for _, kv := range [][2]string{{"GNU.sparse.major", "1"}, {"GNU.sparse.minor", "0"}, {"GNU.sparse.name", name}, {"GNU.sparse.realsize", fmt.Sprint(size)}} {
+	kvs := [][2]string{{"GNU.sparse.major", "1"}, {"GNU.sparse.minor", "0"}, {"GNU.sparse.name", name}, {"GNU.sparse.realsize", fmt.Sprint(size)},
+		{"uid", fmt.Sprint(h.Uid)}, {"gid", fmt.Sprint(h.Gid)}, {"mtime", paxTime(h.ModTime)}}
+	for k, v := range h.PAXRecords {
+		kvs = append(kvs, [2]string{k, v})
+	}
+	for _, kv := range kvs {
 		rec := " " + kv[0] + "=" + kv[1] + "\n"
 		n := len(rec) + 1
 		for len(fmt.Sprint(n))+len(rec) != n {
@@ -180,7 +190,7 @@ func (l *Layer) Sparse(name string, size int64, regions ...Region) *Layer {
 		for _, f := range []struct {
 			at, n int
 			v     int64
-		}{{100, 8, 0o644}, {108, 8, 0}, {116, 8, 0}, {124, 12, size}, {136, 12, Epoch.Unix()}} {
+		}{{100, 8, h.Mode}, {108, 8, 0}, {116, 8, 0}, {124, 12, size}, {136, 12, 0}} {
 			copy(b[f.at:], fmt.Sprintf("%0*o", f.n-1, f.v))
 		}
 		b[156] = typ
@@ -202,6 +212,16 @@ func (l *Layer) Sparse(name string, size int64, regions ...Region) *Layer {
 	pad(&raw)
 	l.entries = append(l.entries, entry{raw: raw.Bytes()})
 	return l
+}
+
+// paxTime formats t for a PAX mtime record: a time before the epoch is
+// negative as a whole, so -1.25 is 1.25 s before it.
+func paxTime(t time.Time) string {
+	sec, nsec := t.Unix(), t.Nanosecond()
+	if sec < 0 && nsec > 0 {
+		return fmt.Sprintf("-%d.%09d", -(sec + 1), 1e9-nsec)
+	}
+	return fmt.Sprintf("%d.%09d", sec, nsec)
 }
 
 // Tar returns the uncompressed tar stream.
