@@ -39,6 +39,9 @@ func exportLayers(t *testing.T) []*tartest.Layer {
 		Dir("xattr/d", tartest.Xattr("user.dir", "yes")).
 		File(long+"/"+strings.Repeat("n", 255), []byte("long name")).
 		File("empty", nil).
+		Sparse("sparse", 3<<20+5, []tartest.Region{{Offset: 4096, Data: tartest.RandomData(t, "sparse", 70_000)}, {Offset: 2 << 20, Data: []byte("second")}},
+			tartest.Owner(3000000, 1<<32-1), tartest.ModTime(time.Unix(1e11, 5)), tartest.Mode(0o640), tartest.Xattr("user.sparse", "yes")).
+		Sparse("sparse-old", 1<<20, []tartest.Region{{Offset: 1000, Data: []byte("x")}}, tartest.ModTime(time.Unix(-1e11, 999999999))).
 		File("gone", []byte("deleted above"))
 	l2 := (&tartest.Layer{}).
 		Whiteout("", "gone").
@@ -104,7 +107,7 @@ func TestExportRoundTrip(t *testing.T) {
 					first[n.ID] = p
 				}
 				if hdr.Typeflag != e.Type || hdr.Mode != int64(e.Mode) || hdr.Uid != e.UID || hdr.Gid != e.GID ||
-					hdr.ModTime.UnixNano() != e.ModTime || hdr.Linkname != e.Linkname ||
+					!hdr.ModTime.Equal(e.ModTime()) || hdr.Linkname != e.Linkname ||
 					hdr.Devmajor != int64(e.Devmajor) || hdr.Devminor != int64(e.Devminor) {
 					t.Errorf("%s: header %+v, want %+v", p, hdr, e)
 				}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/ocifs/ocifs/overlay"
 	"github.com/ocifs/ocifs/rootfs"
@@ -112,7 +111,7 @@ func (l *lister) lines(des []overlay.DirEntry) {
 			user:  l.name(l.users, e.UID),
 			group: l.name(l.groups, e.GID),
 			size:  strconv.FormatInt(e.Size, 10),
-			mtime: time.Unix(0, e.ModTime).UTC().Format("2006-01-02 15:04"),
+			mtime: e.ModTime().UTC().Format("2006-01-02 15:04"),
 			name:  de.Name,
 		}
 		switch e.Type {

@@ -26,7 +26,8 @@ type Info struct {
 	UID        int         `json:"uid"`
 	GID        int         `json:"gid"`
 	Size       int64       `json:"size"`
-	ModTime    int64       `json:"mtimeNs"` // nanoseconds since the epoch
+	Mtime      int64       `json:"mtime"`     // seconds since the epoch
+	MtimeNsec  uint32      `json:"mtimeNsec"` // and nanoseconds within the second
 	Linkname   string      `json:"linkTarget,omitempty"`
 	Devmajor   uint32      `json:"devMajor,omitempty"`
 	Devminor   uint32      `json:"devMinor,omitempty"`
@@ -107,7 +108,8 @@ func Stat(ctx context.Context, r *rootfs.RootFS, name string) (*Info, error) {
 		UID:        e.UID,
 		GID:        e.GID,
 		Size:       e.Size,
-		ModTime:    e.ModTime,
+		Mtime:      e.Mtime,
+		MtimeNsec:  e.MtimeNsec,
 		Linkname:   e.Linkname,
 		Devmajor:   e.Devmajor,
 		Devminor:   e.Devminor,
@@ -202,7 +204,7 @@ func (info *Info) WriteText(w io.Writer) error {
 	fmt.Fprintf(tw, "Mode:\t%04o (%s)\n", info.Mode, info.ModeString)
 	fmt.Fprintf(tw, "Owner:\t%d:%d\n", info.UID, info.GID)
 	fmt.Fprintf(tw, "Size:\t%d\n", info.Size)
-	fmt.Fprintf(tw, "Mtime:\t%s (%d ns)\n", time.Unix(0, info.ModTime).UTC().Format(time.RFC3339Nano), info.ModTime)
+	fmt.Fprintf(tw, "Mtime:\t%s (%d.%09d s)\n", time.Unix(info.Mtime, int64(info.MtimeNsec)).UTC().Format(time.RFC3339Nano), info.Mtime, info.MtimeNsec)
 	if info.Linkname != "" {
 		fmt.Fprintf(tw, "Link target:\t%s\n", info.Linkname)
 	}

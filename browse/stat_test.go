@@ -41,7 +41,7 @@ func TestStat(t *testing.T) {
 	}{
 		{"/etc/hosts", func(t *testing.T, info *Info) {
 			if info.Type != "file" || info.Mode != 0o640 || info.UID != 1 || info.GID != 2 || info.Size != 11 ||
-				info.ModTime != 1600000000123456789 || info.Nlink != 1 || info.ModeString != "-rw-r-----" {
+				info.Mtime != 1600000000 || info.MtimeNsec != 123456789 || info.Nlink != 1 || info.ModeString != "-rw-r-----" {
 				t.Errorf("Stat(/etc/hosts) = %+v", info)
 			}
 			if got := fmt.Sprintf("%q", info.Xattrs); got != `[{"user.bin" "" "\xff\x00"} {"user.k" "v" ""}]` {

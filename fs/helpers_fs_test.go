@@ -29,8 +29,8 @@ type layerBuilder struct {
 }
 
 func (b *layerBuilder) add(e tarindex.Entry, data []byte) *layerBuilder {
-	if e.ModTime == 0 {
-		e.ModTime = epoch
+	if e.Mtime == 0 && e.MtimeNsec == 0 {
+		e.Mtime, e.MtimeNsec = epoch/1e9, uint32(epoch%1e9)
 	}
 	if b.data == nil {
 		b.data = map[string][]byte{}

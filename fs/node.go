@@ -209,12 +209,9 @@ func fillAttr(n *overlay.Node, out *fuse.Attr) {
 		out.Rdev = uint32(unix.Mkdev(e.Devmajor, e.Devminor))
 	}
 	out.Blocks = (out.Size + 511) / 512
-	sec, nsec := uint64(e.ModTime/1e9), uint32(e.ModTime%1e9)
-	if e.ModTime < 0 {
-		// Before 1970: keep nsec in [0, 1e9) as timespec wants.
-		t := time.Unix(0, e.ModTime)
-		sec, nsec = uint64(t.Unix()), uint32(t.Nanosecond())
-	}
+	// FUSE's times are a 64-bit second count (read as signed by the
+	// kernel) and nanoseconds in [0, 1e9), as the Entry keeps them.
+	sec, nsec := uint64(e.Mtime), e.MtimeNsec
 	out.Atime, out.Mtime, out.Ctime = sec, sec, sec
 	out.Atimensec, out.Mtimensec, out.Ctimensec = nsec, nsec, nsec
 }

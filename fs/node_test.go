@@ -79,7 +79,7 @@ func fixture(t *testing.T) (*overlay.Tree, *memContent) {
 		dir("tmp", 0o1777).
 		dir("home", 0o755).
 		add(tarindex.Entry{Name: "home/user", Type: tar.TypeDir, Mode: 0o700, UID: 1000, GID: 1001}, nil).
-		add(tarindex.Entry{Name: "home/user/notes", Type: tar.TypeReg, Mode: 0o600, UID: 1000, GID: 1001, ModTime: -1_500_000_000}, []byte("before 1970\n")).
+		add(tarindex.Entry{Name: "home/user/notes", Type: tar.TypeReg, Mode: 0o600, UID: 1000, GID: 1001, Mtime: -2, MtimeNsec: 500_000_000}, []byte("before 1970\n")).
 		file("usr/lib/a", 0o644, []byte("shared")).
 		hardlink("usr/lib/b", "usr/lib/a").
 		file("empty", 0o644, nil)

@@ -299,7 +299,7 @@ func ouTreeStates(t *testing.T, tree *overlay.Tree) map[string]ouState {
 		e := n.Entry
 		s := ouState{
 			perm: e.Mode & 0o7777, uid: uint32(e.UID), gid: uint32(e.GID),
-			mtime: time.Unix(0, e.ModTime).Unix(), implicit: n.Layer < 0,
+			mtime: e.Mtime, implicit: n.Layer < 0,
 			link: int64(n.ID), nlink: uint64(n.Nlink),
 		}
 		switch e.Type {

@@ -136,6 +136,11 @@ func (e *encoder) putExtra(mt *encMeta, n *mnode) {
 			end = s.Offset + s.Length
 		}
 	}
+	if _, fits := recordMtime(en.Mtime, en.MtimeNsec); !fits {
+		flags |= fTime
+		x = binary.AppendVarint(x, en.Mtime)
+		x = binary.AppendUvarint(x, uint64(en.MtimeNsec))
+	}
 	mt.flags = flags
 	if flags != 0 {
 		off, ok := e.extras[string(x)]
@@ -193,7 +198,9 @@ func (e *encoder) finish(layers int) (*Tree, error) {
 		}
 		le.PutUint32(r[rNameLen:], uint32(len(en.Name)))
 		le.PutUint64(r[rSize:], uint64(en.Size))
-		le.PutUint64(r[rMtime:], uint64(en.ModTime))
+		if ns, fits := recordMtime(en.Mtime, en.MtimeNsec); fits {
+			le.PutUint64(r[rMtime:], uint64(ns)) // else 0, and fTime
+		}
 		le.PutUint64(r[rOffset:], uint64(en.Offset))
 		le.PutUint32(r[rLayer:], uint32(n.layer))
 		// freeze leaves a directory's link count in names.

@@ -18,7 +18,7 @@ import (
 // FormatVersion is the version of the tree encoding that Decode reads
 // and Merge writes. Caches keep it in their file names, so a new
 // version never reads an old file: it merges again.
-const FormatVersion = 2
+const FormatVersion = 3
 
 // Errors returned by Decode, wrapped.
 var (
@@ -78,7 +78,8 @@ const (
 	fDevice   = 1 << 2
 	fXattrs   = 1 << 3
 	fSparse   = 1 << 4
-	fKnown    = fLinkname | fWide | fDevice | fXattrs | fSparse
+	fTime     = 1 << 5 // an mtime that int64 nanoseconds do not hold
+	fKnown    = fLinkname | fWide | fDevice | fXattrs | fSparse | fTime
 
 	// Dirent fields (byte offsets).
 	dNameOff = 0
@@ -310,6 +311,9 @@ func (t *Tree) checkNode(id uint32, xattrs *bool) (byte, error) {
 	if flags&^fKnown != 0 {
 		return 0, corrupt("node %d: flags %#x", id, flags)
 	}
+	if flags&fTime != 0 && le.Uint64(r[rMtime:]) != 0 {
+		return 0, corrupt("node %d: mtime both in the record and wide", id)
+	}
 	if flags&fWide != 0 && (le.Uint64(r[rUID:]) != 0 || le.Uint16(r[rMode:]) != 0) {
 		return 0, corrupt("node %d: owner or mode both in the record and wide", id)
 	}
@@ -528,6 +532,15 @@ func (t *Tree) readExtra(e *tarindex.Entry, flags byte, off uint32) bool {
 			}
 		}
 	}
+	if flags&fTime != 0 {
+		sec, nsec := r.varint(), r.uint32()
+		if _, fits := recordMtime(sec, nsec); fits || nsec >= 1e9 {
+			r.bad = true // what the record holds is never wide
+		}
+		if e != nil {
+			e.Mtime, e.MtimeNsec = sec, nsec
+		}
+	}
 	return !r.bad
 }
 
@@ -604,7 +617,7 @@ func (t *Tree) node(id uint32) *Node {
 	e.Mode = uint32(le.Uint16(r[rMode:]))
 	e.UID, e.GID = int(le.Uint32(r[rUID:])), int(le.Uint32(r[rGID:]))
 	e.Size = int64(le.Uint64(r[rSize:]))
-	e.ModTime = int64(le.Uint64(r[rMtime:]))
+	e.Mtime, e.MtimeNsec = splitNs(int64(le.Uint64(r[rMtime:])))
 	e.Offset = int64(le.Uint64(r[rOffset:]))
 	if flags := r[rFlags]; flags != 0 {
 		t.readExtra(e, flags, le.Uint32(r[rExtra:]))
@@ -616,6 +629,28 @@ func (t *Tree) node(id uint32) *Node {
 		Nlink: le.Uint32(r[rNlink:]),
 	}
 	return &a.n
+}
+
+// recordMtime returns the int64 nanoseconds since the epoch that the
+// record's mtime field holds for sec, nsec, and whether they fit:
+// seconds within ±9223372035 (about 1678 to 2262). Others go in the
+// fTime extra field, so that PAX mtimes beyond keep their seconds.
+func recordMtime(sec int64, nsec uint32) (int64, bool) {
+	const lim = math.MaxInt64/1_000_000_000 - 1
+	if sec < -lim || sec > lim || nsec >= 1e9 {
+		return 0, false
+	}
+	return sec*1e9 + int64(nsec), true
+}
+
+// splitNs turns the record's nanoseconds into seconds and nanoseconds
+// in [0, 1e9), as tarindex.Entry keeps them.
+func splitNs(ns int64) (int64, uint32) {
+	sec, rem := ns/1e9, ns%1e9
+	if rem < 0 {
+		sec, rem = sec-1, rem+1e9
+	}
+	return sec, uint32(rem)
 }
 
 func appendString(b []byte, s string) []byte {

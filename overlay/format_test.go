@@ -105,7 +105,7 @@ func TestMergeDeterministic(t *testing.T) {
 func TestEntryFieldsRoundTrip(t *testing.T) {
 	full := tarindex.Entry{
 		Name: "x", Type: tar.TypeReg, Mode: 0o4755, UID: 1000, GID: 100,
-		Size: 1 << 40, ModTime: 1700000000123456789, Offset: 1<<33 + 512,
+		Size: 1 << 40, Mtime: 1700000000, MtimeNsec: 123456789, Offset: 1<<33 + 512,
 		Xattrs: []tarindex.Xattr{{Key: "security.capability", Value: "\x01\x00\x00\x02"}, {Key: "user.a", Value: ""}},
 		Sparse: []tarindex.SparseRegion{{Offset: 0, Length: 4096}, {Offset: 1 << 30, Length: 1}},
 	}
@@ -133,7 +133,7 @@ func TestEntryFieldsRoundTrip(t *testing.T) {
 		{"wide owner", with(func(e *tarindex.Entry) { e.UID, e.GID = math.MaxUint32+1, math.MaxInt }), tarindex.Entry{}},
 		{"wide mode", with(func(e *tarindex.Entry) { e.Mode = math.MaxUint32 }), tarindex.Entry{}},
 		{"extreme numbers", with(func(e *tarindex.Entry) {
-			e.Size, e.ModTime, e.Offset = math.MaxInt64, math.MinInt64, -1
+			e.Size, e.Mtime, e.MtimeNsec, e.Offset = math.MaxInt64, math.MinInt64, 999999999, -1
 		}), tarindex.Entry{}},
 		{"odd sparse map", with(func(e *tarindex.Entry) {
 			e.Sparse = []tarindex.SparseRegion{{Offset: 50, Length: -3}, {Offset: math.MinInt64, Length: math.MaxInt64}, {Offset: 7, Length: 0}}
@@ -299,7 +299,8 @@ func TestDecodeCorrupt(t *testing.T) {
 		{"bad magic", func(b []byte) []byte { b[3] ^= 1; return b }, true, ErrCorrupt},
 		{"index file", func(b []byte) []byte { copy(b, "OCIFSIDX"); return b }, true, ErrCorrupt},
 		{"version 1", u32(hVersion, 1), true, ErrVersion},
-		{"version 3, stale checksum", u32(hVersion, 3), false, ErrVersion},
+		{"version 2, stale checksum", u32(hVersion, 2), false, ErrVersion},
+		{"version 4, stale checksum", u32(hVersion, 4), false, ErrVersion},
 		{"version 0", u32(hVersion, 0), true, ErrVersion},
 		{"flipped name byte", func(b []byte) []byte { b[len(b)-6] ^= 0x20; return b }, false, ErrCorrupt},
 		{"flipped checksum", func(b []byte) []byte { b[len(b)-1] ^= 1; return b }, false, ErrCorrupt},

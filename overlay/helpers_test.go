@@ -19,16 +19,16 @@ import (
 
 type opt func(*tarindex.Entry)
 
-func size(n int64) opt   { return func(e *tarindex.Entry) { e.Size = n } }
-func mode(m uint32) opt  { return func(e *tarindex.Entry) { e.Mode = m } }
-func owner(u, g int) opt { return func(e *tarindex.Entry) { e.UID, e.GID = u, g } }
-func mtime(ns int64) opt { return func(e *tarindex.Entry) { e.ModTime = ns } }
+func size(n int64) opt    { return func(e *tarindex.Entry) { e.Size = n } }
+func mode(m uint32) opt   { return func(e *tarindex.Entry) { e.Mode = m } }
+func owner(u, g int) opt  { return func(e *tarindex.Entry) { e.UID, e.GID = u, g } }
+func mtime(sec int64) opt { return func(e *tarindex.Entry) { e.Mtime = sec } }
 func xattr(k, v string) opt {
 	return func(e *tarindex.Entry) { e.Xattrs = append(e.Xattrs, tarindex.Xattr{Key: k, Value: v}) }
 }
 
 func mk(typ byte, name string, m uint32, opts []opt) tarindex.Entry {
-	e := tarindex.Entry{Name: name, Type: typ, Mode: m, ModTime: 1}
+	e := tarindex.Entry{Name: name, Type: typ, Mode: m, Mtime: 1}
 	for _, o := range opts {
 		o(&e)
 	}
@@ -278,7 +278,7 @@ func sameEntry(a, b *tarindex.Entry) bool {
 	}
 	return a.Name == b.Name && a.Type == b.Type && a.Mode == b.Mode &&
 		a.UID == b.UID && a.GID == b.GID && a.Size == b.Size &&
-		a.ModTime == b.ModTime && a.Linkname == b.Linkname &&
+		a.Mtime == b.Mtime && a.MtimeNsec == b.MtimeNsec && a.Linkname == b.Linkname &&
 		a.Devmajor == b.Devmajor && a.Devminor == b.Devminor &&
 		a.Offset == b.Offset &&
 		slices.Equal(a.Xattrs, b.Xattrs) && slices.Equal(a.Sparse, b.Sparse) &&
@@ -305,15 +305,16 @@ func fromTar(t testing.TB, data []byte) []tarindex.Entry {
 			typ = tar.TypeReg
 		}
 		e := tarindex.Entry{
-			Name:     cleanName(h.Name),
-			Type:     typ,
-			Mode:     uint32(h.Mode & 0o7777),
-			UID:      h.Uid,
-			GID:      h.Gid,
-			ModTime:  h.ModTime.UnixNano(),
-			Linkname: h.Linkname,
-			Devmajor: uint32(h.Devmajor),
-			Devminor: uint32(h.Devminor),
+			Name:      cleanName(h.Name),
+			Type:      typ,
+			Mode:      uint32(h.Mode & 0o7777),
+			UID:       h.Uid,
+			GID:       h.Gid,
+			Mtime:     h.ModTime.Unix(),
+			MtimeNsec: uint32(h.ModTime.Nanosecond()),
+			Linkname:  h.Linkname,
+			Devmajor:  uint32(h.Devmajor),
+			Devminor:  uint32(h.Devminor),
 		}
 		if typ == tar.TypeReg {
 			e.Size = h.Size

@@ -203,7 +203,7 @@ func TestDirOverDirMerges(t *testing.T) {
 	))
 	checkTree(t, tr, map[string]string{"a": "d1", "a/x": "f0", "a/y": "f1"})
 	a := mustResolve(t, tr, "a")
-	if e := a.Entry; e.Mode != 0o750 || e.UID != 2 || e.GID != 3 || e.ModTime != 7 || len(e.Xattrs) != 0 {
+	if e := a.Entry; e.Mode != 0o750 || e.UID != 2 || e.GID != 3 || e.Mtime != 7 || len(e.Xattrs) != 0 {
 		t.Errorf("Lookup(%q) = %+v, want mode 0750, owner 2:3, mtime 7, no xattrs", "a", *e)
 	}
 }
@@ -410,10 +410,10 @@ func TestImplicitParentDirs(t *testing.T) {
 	tr := mustMerge(t, layers(l(file("a/b/c")), l(dir("a", mode(0o700), owner(4, 5), mtime(9)))))
 	checkTree(t, tr, map[string]string{"a": "d1", "a/b": "d-", "a/b/c": "f0"})
 	b := mustResolve(t, tr, "a/b")
-	if e := b.Entry; e.Type != typeDir || e.Mode != 0o755 || e.UID != 0 || e.GID != 0 || e.ModTime != 0 || b.Layer != -1 {
+	if e := b.Entry; e.Type != typeDir || e.Mode != 0o755 || e.UID != 0 || e.GID != 0 || e.Mtime != 0 || b.Layer != -1 {
 		t.Errorf("Lookup(%q) = %+v layer %d, want implicit directory 0755 0:0 mtime 0 layer -1", "a/b", *e, b.Layer)
 	}
-	if e := mustResolve(t, tr, "a").Entry; e.Mode != 0o700 || e.UID != 4 || e.ModTime != 9 {
+	if e := mustResolve(t, tr, "a").Entry; e.Mode != 0o700 || e.UID != 4 || e.Mtime != 9 {
 		t.Errorf("Lookup(%q) = %+v, want the later layer's metadata", "a", *e)
 	}
 	if r := tr.Root(); r.Layer != -1 || r.Entry.Mode != 0o755 {

@@ -172,7 +172,7 @@ func index100k(b *testing.B, comp Compression) []byte {
 	var off int64
 	for i := range 100000 {
 		size := int64(r.Intn(20000))
-		e := Entry{Name: fmt.Sprintf("usr/share/d%d/sub%d/file-%d.txt", i/1000, i/50, i), Type: tar.TypeReg, Mode: 0o644, ModTime: 1700000000e9, Size: size, Offset: off + 512}
+		e := Entry{Name: fmt.Sprintf("usr/share/d%d/sub%d/file-%d.txt", i/1000, i/50, i), Type: tar.TypeReg, Mode: 0o644, Mtime: 1700000000, Size: size, Offset: off + 512}
 		if i%20 == 0 {
 			e.Type, e.Size, e.Linkname = tar.TypeSymlink, 0, "../lib/target"
 		}

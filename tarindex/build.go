@@ -10,6 +10,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"math"
 	"sort"
 	"strings"
 
@@ -456,7 +457,7 @@ func scanTar(uc *streamCounter, ix *Index, lim Limits) error {
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				return fmt.Errorf("read tar header at offset %d: truncated archive: %w", next, ErrMalformed)
 			}
-			if errors.Is(err, ErrMalformed) || errors.Is(err, ErrDigestMismatch) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			if errors.Is(err, ErrMalformed) || errors.Is(err, ErrZstdWindow) || errors.Is(err, ErrDigestMismatch) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				return err
 			}
 			return fmt.Errorf("read tar header at offset %d: %v: %w", next, err, ErrMalformed)
@@ -500,15 +501,22 @@ func truncName(s string) string {
 // of its data in the stream.
 func makeEntry(hdr *tar.Header, raw []byte) (Entry, int64, error) {
 	e := Entry{
-		Name:    CleanName(hdr.Name),
-		Type:    hdr.Typeflag,
-		Mode:    uint32(hdr.Mode & 0o7777),
-		UID:     hdr.Uid,
-		GID:     hdr.Gid,
-		ModTime: hdr.ModTime.UnixNano(),
+		Name:      CleanName(hdr.Name),
+		Type:      hdr.Typeflag,
+		Mode:      uint32(hdr.Mode & 0o7777),
+		UID:       hdr.Uid,
+		GID:       hdr.Gid,
+		Mtime:     hdr.ModTime.Unix(),
+		MtimeNsec: uint32(hdr.ModTime.Nanosecond()),
 	}
 	if hdr.Mode < 0 || hdr.Uid < 0 || hdr.Gid < 0 || hdr.Size < 0 {
 		return e, 0, fmt.Errorf("negative mode, uid, gid or size: %w", ErrMalformed)
+	}
+	// PAX uid and gid records are decimal of any length, but Linux ids
+	// are 32 bits (and 2^32-1 is (uid_t)-1, "no change" to chown):
+	// an id above that would be served truncated, as another owner.
+	if hdr.Uid > math.MaxUint32 || hdr.Gid > math.MaxUint32 {
+		return e, 0, fmt.Errorf("uid %d, gid %d: above 2^32-1: %w", hdr.Uid, hdr.Gid, ErrMalformed)
 	}
 	var phys int64
 	switch hdr.Typeflag {

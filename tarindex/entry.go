@@ -1,5 +1,7 @@
 package tarindex
 
+import "time"
+
 // Entry is one tar header of a layer, as recorded in the index.
 //
 // Entries keep the layer's own view: whiteout files (".wh.*") are
@@ -28,8 +30,13 @@ type Entry struct {
 	// size with holes). Zero for every other type.
 	Size int64
 
-	// ModTime is the modification time in nanoseconds since the epoch.
-	ModTime int64
+	// Mtime is the modification time in seconds since the epoch and
+	// MtimeNsec the nanoseconds within that second (0 to 999999999).
+	// They are kept apart, not as int64 nanoseconds, because PAX mtimes
+	// reach beyond what those hold (before 1678, after 2262): such
+	// times keep their seconds exactly.
+	Mtime     int64
+	MtimeNsec uint32
 
 	// Linkname is a symlink's target, verbatim, or a hardlink's
 	// target cleaned like Name.
@@ -51,6 +58,9 @@ type Entry struct {
 	// ordinary files.
 	Sparse []SparseRegion
 }
+
+// ModTime returns the modification time.
+func (e *Entry) ModTime() time.Time { return time.Unix(e.Mtime, int64(e.MtimeNsec)) }
 
 // Xattr is one extended attribute.
 type Xattr struct {

@@ -23,6 +23,10 @@ var (
 	// ErrLimit reports a layer that exceeds one of the Limits Build
 	// enforces (entries, name length, xattr bytes, index memory).
 	ErrLimit = errors.New("tarindex: layer exceeds a limit")
+	// ErrZstdWindow reports a zstd frame whose header declares a
+	// window larger than ZstdMaxWindow, which the decoder would have to
+	// allocate before reading any data.
+	ErrZstdWindow = errors.New("tarindex: zstd window exceeds the limit")
 	// ErrVersion reports an index encoding of a format version this
 	// package does not read.
 	ErrVersion = errors.New("tarindex: unsupported index version")

@@ -17,7 +17,7 @@ const (
 	indexMagic = "OCIFSIDX"
 	// FormatVersion is the version of the index encoding written by
 	// MarshalBinary and read by Decode and DecodeAccess.
-	FormatVersion = 4
+	FormatVersion = 5
 )
 
 // entry flags: rare fields are present only when their bit is set.
@@ -122,8 +122,9 @@ func appendEntries(b []byte, entries []Entry) ([]byte, error) {
 		b = binary.AppendVarint(b, int64(e.UID))
 		b = binary.AppendVarint(b, int64(e.GID))
 		b = binary.AppendUvarint(b, uint64(e.Size))
-		b = binary.AppendVarint(b, e.ModTime-prevMtime)
-		prevMtime = e.ModTime
+		b = binary.AppendVarint(b, e.Mtime-prevMtime) // wraps: exact for any int64s
+		prevMtime = e.Mtime
+		b = binary.AppendUvarint(b, uint64(e.MtimeNsec))
 		b = binary.AppendVarint(b, e.Offset-next)
 		next = align512(e.Offset+physSize(e)) + 512
 		if flags&flagLinkname != 0 {
@@ -380,8 +381,13 @@ func (ix *Index) decodeEntries(d *decoder, strBytes uint64, encSize int) error {
 		e.Mode = uint32(mode)
 		e.UID, e.GID = d.int(), d.int()
 		e.Size = d.size()
-		e.ModTime = prevMtime + d.varint()
-		prevMtime = e.ModTime
+		e.Mtime = prevMtime + d.varint()
+		prevMtime = e.Mtime
+		if ns := d.uvarint(); ns < 1e9 {
+			e.MtimeNsec = uint32(ns)
+		} else {
+			d.fail("mtime nanoseconds")
+		}
 		e.Offset = next + d.varint()
 		if flags&flagLinkname != 0 {
 			l := d.bytes(int(d.uvarint()))

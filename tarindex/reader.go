@@ -25,13 +25,19 @@ const DefaultCacheBytes = 64 << 20
 // ReaderOptions tunes NewReader. The zero value works.
 type ReaderOptions struct {
 	// CacheBytes bounds the memory kept for decompressed spans; zero
-	// picks DefaultCacheBytes.
+	// picks DefaultCacheBytes. Ignored when Cache is set.
 	CacheBytes int64
+	// Cache, when set, holds the Reader's decompressed chunks together
+	// with those of the other Readers given it, within its one bound
+	// (the layers of one image share one). Nil gives the Reader a cache
+	// of its own of CacheBytes.
+	Cache *ChunkCache
 	// Decoders bounds the live decoders kept positioned where the last
 	// reads stopped, so that sequential reads continue instead of
 	// restarting at an access point (what makes a zstd layer with one
 	// long frame readable); zero picks 4. Each holds up to one zstd
-	// window or one 32 KiB inflate window plus a 64 KiB read buffer.
+	// window (at most ZstdMaxWindow) or one 32 KiB inflate window, plus
+	// a 64 KiB read buffer.
 	Decoders int
 }
 
@@ -41,20 +47,19 @@ type ReaderOptions struct {
 // For compressed blobs it reads in chunks of 256 KiB of uncompressed
 // data: a chunk is decoded from the nearest access point at or before
 // it (or from a live decoder already positioned between the two), its
-// CRC-32C is checked against the index, and it is kept in an LRU bounded
-// by CacheBytes. Two goroutines that miss the same chunk decode it once.
+// CRC-32C is checked against the index, and it is kept in a ChunkCache
+// (its own, or one shared with other Readers). Two goroutines that miss
+// the same chunk decode it once.
 type Reader struct {
 	ix         *Index
 	blob       io.ReaderAt
-	limit      int64
 	keepBehind int64
 	maxDec     int
+	cache      *ChunkCache
+	id         uint64 // the Reader's chunks in cache
 
-	mu     sync.Mutex // guards chunks, lru, bytes, decs
-	chunks map[chunkKey]*list.Element
-	lru    *list.List // of *cachedChunk, most recent first
-	bytes  int64
-	decs   []*liveDecoder // oldest first
+	mu   sync.Mutex     // guards decs
+	decs []*liveDecoder // oldest first
 
 	// stripes serialise decoding per segment (hashed), so concurrent
 	// misses in one segment wait for one decoder rather than each
@@ -63,8 +68,9 @@ type Reader struct {
 
 	// bufs recycles buffers of chunk sizes other than chunkSize (which
 	// come from chunkBufs): a fresh buffer per chunk costs more in page
-	// faults and garbage than decoding it.
-	bufs sync.Pool
+	// faults and garbage than decoding it. A pointer, so that chunks in
+	// a shared cache can give buffers back without holding the Reader.
+	bufs *sync.Pool
 }
 
 // chunkBufs holds the buffers of chunkSize chunks, the size every index
@@ -75,15 +81,116 @@ type Reader struct {
 // without Close, when it is garbage collected.
 var chunkBufs = hugemem.NewSlab(chunkSize)
 
-type chunkKey struct{ seg, k int }
+// chunkKey names chunk k of segment seg of the Reader numbered reader.
+type chunkKey struct {
+	reader uint64
+	seg, k int
+}
 
 // cachedChunk is a decompressed chunk. Its buffer is recycled once it
 // has left the LRU and no reader is still copying from it.
 type cachedChunk struct {
 	key     chunkKey
 	data    []byte
-	refs    int  // readers copying from data; guarded by Reader.mu
-	evicted bool // not in the LRU (or never was); guarded by Reader.mu
+	pool    *sync.Pool // where data goes back, if not chunkBufs
+	refs    int        // readers copying from data; guarded by ChunkCache.mu
+	evicted bool       // not in the LRU (or never was); guarded by ChunkCache.mu
+}
+
+// ChunkCache holds decompressed chunks for one or more Readers, least
+// recently used first out, within one bound on the bytes it keeps: the
+// layers of an image share one, so that the image's cache is bounded
+// whatever its number of layers. It is safe for concurrent use; each
+// operation holds its one mutex for a map look-up and a few list moves.
+//
+// So that a few sequential readers of every layer still find the
+// chunks they just decoded while a busy layer fills the cache, eviction
+// passes over the chunks of a Reader that keeps no more than
+// ReaderReserve bytes, as long as another chunk can go. The bound
+// itself never gives way: when only reserved chunks are left, the
+// least recently used of them goes.
+type ChunkCache struct {
+	limit int64
+
+	mu     sync.Mutex // guards everything below and the chunks' refs, evicted
+	chunks map[chunkKey]*list.Element
+	lru    *list.List // of *cachedChunk, most recent first
+	bytes  int64
+	held   map[uint64]int64 // bytes per Reader
+	nextID uint64
+}
+
+// ReaderReserve is what a ChunkCache keeps of each Reader's chunks
+// before others' while it can (see ChunkCache): four chunks, the last
+// one read by each of a few sequential readers.
+const ReaderReserve = 4 * chunkSize
+
+// NewChunkCache returns a cache of at most limit bytes of chunks; zero
+// or less picks DefaultCacheBytes. A single chunk larger than limit is
+// still kept, alone.
+func NewChunkCache(limit int64) *ChunkCache {
+	if limit <= 0 {
+		limit = DefaultCacheBytes
+	}
+	return &ChunkCache{limit: limit, chunks: map[chunkKey]*list.Element{}, lru: list.New(), held: map[uint64]int64{}}
+}
+
+// Bytes returns the bytes of the chunks the cache holds now.
+func (c *ChunkCache) Bytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes
+}
+
+// Limit returns the cache's bound in bytes.
+func (c *ChunkCache) Limit() int64 { return c.limit }
+
+// register returns a new Reader's number.
+func (c *ChunkCache) register() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nextID++
+	return c.nextID
+}
+
+// drop removes the chunks of Reader id, recycling their buffers once
+// nobody copies from them: for Close, and for a Reader garbage
+// collected without Close.
+func (c *ChunkCache) drop(id uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for el := c.lru.Front(); el != nil; {
+		next := el.Next()
+		if ch := el.Value.(*cachedChunk); ch.key.reader == id {
+			c.remove(el)
+		}
+		el = next
+	}
+}
+
+// remove takes el out of the LRU. c.mu must be held.
+func (c *ChunkCache) remove(el *list.Element) {
+	ch := c.lru.Remove(el).(*cachedChunk)
+	delete(c.chunks, ch.key)
+	c.bytes -= int64(len(ch.data))
+	if c.held[ch.key.reader] -= int64(len(ch.data)); c.held[ch.key.reader] <= 0 {
+		delete(c.held, ch.key.reader)
+	}
+	ch.evicted = true
+	c.recycle(ch)
+}
+
+// victim returns the element to evict: the least recently used chunk of
+// a Reader holding more than ReaderReserve, else the least recently used
+// one, never the most recent (the one just inserted). c.mu must be held
+// and the LRU hold two chunks or more.
+func (c *ChunkCache) victim() *list.Element {
+	for el := c.lru.Back(); el != c.lru.Front(); el = el.Prev() {
+		if c.held[el.Value.(*cachedChunk).key.reader] > ReaderReserve {
+			return el
+		}
+	}
+	return c.lru.Back()
 }
 
 // liveDecoder is a decompressor positioned at pos, on a chunk boundary
@@ -98,27 +205,30 @@ type liveDecoder struct {
 // NewReader returns a Reader over blob, which must be the blob ix was
 // built from.
 func NewReader(ix *Index, blob io.ReaderAt, opts ReaderOptions) *Reader {
+	cache := opts.Cache
+	if cache == nil {
+		cache = NewChunkCache(opts.CacheBytes)
+	}
 	r := &Reader{
 		ix:     ix,
 		blob:   blob,
-		limit:  opts.CacheBytes,
 		maxDec: opts.Decoders,
-		chunks: map[chunkKey]*list.Element{},
-		lru:    list.New(),
+		cache:  cache,
+		id:     cache.register(),
+		bufs:   new(sync.Pool),
 	}
-	runtime.AddCleanup(r, giveBack, r.lru)
-	if r.limit <= 0 {
-		r.limit = DefaultCacheBytes
-	}
+	// A Reader dropped without Close gives its chunks back when it is
+	// garbage collected: nothing in the cache refers to it.
+	runtime.AddCleanup(r, func(k chunkKey) { cache.drop(k.reader) }, chunkKey{reader: r.id})
 	if r.maxDec <= 0 {
 		r.maxDec = 4
 	}
-	r.keepBehind = min(4<<20, r.limit/4)
+	r.keepBehind = min(4<<20, cache.limit/4)
 	return r
 }
 
-// Close releases the live decoders and the cache. The Reader must not be
-// used afterwards.
+// Close releases the live decoders and the Reader's chunks in the
+// cache. The Reader must not be used afterwards.
 func (r *Reader) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -126,26 +236,8 @@ func (r *Reader) Close() error {
 		d.close()
 	}
 	r.decs = nil
-	for el := r.lru.Front(); el != nil; el = el.Next() {
-		c := el.Value.(*cachedChunk)
-		c.evicted = true
-		r.recycle(c)
-	}
-	r.chunks = map[chunkKey]*list.Element{}
-	r.lru.Init()
-	r.bytes = 0
+	r.cache.drop(r.id)
 	return nil
-}
-
-// giveBack returns the buffers of a garbage collected Reader's cache.
-// Nothing else can reach them by then: every read holds the Reader.
-func giveBack(lru *list.List) {
-	for el := lru.Front(); el != nil; el = el.Next() {
-		if c := el.Value.(*cachedChunk); c.data != nil {
-			chunkBufs.Put(c.data)
-			c.data = nil
-		}
-	}
 }
 
 // ReadAt reads len(p) bytes of e's contents at off, like io.ReaderAt.
@@ -255,7 +347,7 @@ func (r *Reader) readStream(p []byte, off int64) error {
 		}
 		start := pts[seg].U + int64(k)*r.ix.chunkSize
 		n := copy(p, c.data[off-start:])
-		r.release(c)
+		r.cache.release(c)
 		p, off = p[n:], off+int64(n)
 	}
 	return nil
@@ -304,32 +396,32 @@ var plainBufs = sync.Pool{New: func() any { b := make([]byte, plainChunkSize); r
 
 // lookup returns the cached chunk key, referenced: the caller must
 // release it.
-func (r *Reader) lookup(key chunkKey) *cachedChunk {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if el, ok := r.chunks[key]; ok {
-		r.lru.MoveToFront(el)
-		c := el.Value.(*cachedChunk)
-		c.refs++
-		return c
+func (c *ChunkCache) lookup(key chunkKey) *cachedChunk {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.chunks[key]; ok {
+		c.lru.MoveToFront(el)
+		ch := el.Value.(*cachedChunk)
+		ch.refs++
+		return ch
 	}
 	return nil
 }
 
 // release drops a reference taken by lookup or chunk.
-func (r *Reader) release(c *cachedChunk) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c.refs--
-	r.recycle(c)
+func (c *ChunkCache) release(ch *cachedChunk) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch.refs--
+	c.recycle(ch)
 }
 
-// recycle returns c's buffer to the pool if nothing uses it any more.
-// r.mu must be held.
-func (r *Reader) recycle(c *cachedChunk) {
-	if c.evicted && c.refs == 0 && c.data != nil {
-		r.putBuf(c.data)
-		c.data = nil
+// recycle returns ch's buffer to its pool if nothing uses it any more.
+// c.mu must be held.
+func (c *ChunkCache) recycle(ch *cachedChunk) {
+	if ch.evicted && ch.refs == 0 && ch.data != nil {
+		putBuf(ch.pool, ch.data)
+		ch.data = nil
 	}
 }
 
@@ -344,48 +436,47 @@ func (r *Reader) newBuf(n int64) []byte {
 	return make([]byte, n, r.ix.chunkSize)
 }
 
-// putBuf recycles a buffer from newBuf that nothing uses any more.
-func (r *Reader) putBuf(b []byte) {
+// putBuf recycles a buffer from Reader.newBuf that nothing uses any
+// more: to chunkBufs if it is of chunkSize, else to pool.
+func putBuf(pool *sync.Pool, b []byte) {
 	if cap(b) == chunkSize {
 		chunkBufs.Put(b)
 		return
 	}
 	b = b[:cap(b)]
-	r.bufs.Put(&b)
+	pool.Put(&b)
 }
 
-// insert adds c to the LRU, or marks it evicted if it is there already,
-// and evicts the least recently used chunks beyond the limit.
-func (r *Reader) insert(c *cachedChunk) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.chunks[c.key]; ok {
-		c.evicted = true
-		r.recycle(c)
+// insert adds ch to the LRU, or marks it evicted if it is there
+// already, and evicts chunks (see victim) until the cache is within its
+// limit.
+func (c *ChunkCache) insert(ch *cachedChunk) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.chunks[ch.key]; ok {
+		ch.evicted = true
+		c.recycle(ch)
 		return
 	}
-	r.chunks[c.key] = r.lru.PushFront(c)
-	r.bytes += int64(len(c.data))
-	for r.bytes > r.limit && r.lru.Len() > 1 {
-		old := r.lru.Remove(r.lru.Back()).(*cachedChunk)
-		delete(r.chunks, old.key)
-		r.bytes -= int64(len(old.data))
-		old.evicted = true
-		r.recycle(old)
+	c.chunks[ch.key] = c.lru.PushFront(ch)
+	c.bytes += int64(len(ch.data))
+	c.held[ch.key.reader] += int64(len(ch.data))
+	for c.bytes > c.limit && c.lru.Len() > 1 {
+		c.remove(c.victim())
 	}
 }
 
 // chunk returns chunk k of segment seg, decoding it if needed,
 // referenced: the caller must release it.
 func (r *Reader) chunk(seg, k int) (*cachedChunk, error) {
-	key := chunkKey{seg, k}
-	if c := r.lookup(key); c != nil {
+	key := chunkKey{r.id, seg, k}
+	if c := r.cache.lookup(key); c != nil {
 		return c, nil
 	}
 	st := &r.stripes[seg%len(r.stripes)]
 	st.Lock()
 	defer st.Unlock()
-	if c := r.lookup(key); c != nil {
+	if c := r.cache.lookup(key); c != nil {
 		return c, nil
 	}
 	ix := r.ix
@@ -409,7 +500,7 @@ func (r *Reader) chunk(seg, k int) (*cachedChunk, error) {
 		n := min(ix.chunkSize, ix.segmentEnd(d.seg)-d.pos)
 		buf := r.newBuf(n)
 		if _, err := io.ReadFull(d.r, buf); err != nil {
-			r.putBuf(buf)
+			putBuf(r.bufs, buf)
 			d.close()
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				err = fmt.Errorf("decompressed stream ends before offset %d: %w", d.pos+n, ErrMalformed)
@@ -417,18 +508,18 @@ func (r *Reader) chunk(seg, k int) (*cachedChunk, error) {
 			return nil, fmt.Errorf("decompress at offset %d: %w", d.pos, err)
 		}
 		if got, sum := crc32.Checksum(buf, castagnoli), ix.chunkCRC[ix.chunkBase[d.seg]+ck]; got != sum {
-			r.putBuf(buf)
+			putBuf(r.bufs, buf)
 			d.close()
 			return nil, fmt.Errorf("decompress at offset %d: CRC-32C %08x, index says %08x: %w", d.pos, got, sum, ErrMalformed)
 		}
-		c := &cachedChunk{key: chunkKey{d.seg, ck}, data: buf}
+		c := &cachedChunk{key: chunkKey{r.id, d.seg, ck}, data: buf, pool: r.bufs}
 		if c.key == key {
 			c.refs, want = 1, c
 		}
 		if c == want || start-d.pos <= r.keepBehind {
-			r.insert(c)
+			r.cache.insert(c)
 		} else {
-			r.discard(c)
+			putBuf(r.bufs, buf) // unreferenced, and in no cache
 		}
 		d.pos += n
 		for d.seg < len(ix.points) && d.pos == ix.segmentEnd(d.seg) {
@@ -441,15 +532,6 @@ func (r *Reader) chunk(seg, k int) (*cachedChunk, error) {
 		d.close()
 	}
 	return want, nil
-}
-
-// discard recycles an unreferenced decoded chunk that goes into no
-// cache.
-func (r *Reader) discard(c *cachedChunk) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c.evicted = true
-	r.recycle(c)
 }
 
 // takeDecoder removes and returns the live decoder furthest along in

@@ -35,7 +35,7 @@ func readTar(t *testing.T, raw []byte) []wantEntry {
 		if err != nil {
 			t.Fatalf("archive/tar read %q: %v", hdr.Name, err)
 		}
-		e := Entry{Name: cleanRef(hdr.Name), Type: hdr.Typeflag, Mode: uint32(hdr.Mode & 0o7777), UID: hdr.Uid, GID: hdr.Gid, ModTime: hdr.ModTime.UnixNano(), Devmajor: uint32(hdr.Devmajor), Devminor: uint32(hdr.Devminor)}
+		e := Entry{Name: cleanRef(hdr.Name), Type: hdr.Typeflag, Mode: uint32(hdr.Mode & 0o7777), UID: hdr.Uid, GID: hdr.Gid, Mtime: hdr.ModTime.Unix(), MtimeNsec: uint32(hdr.ModTime.Nanosecond()), Devmajor: uint32(hdr.Devmajor), Devminor: uint32(hdr.Devminor)}
 		switch hdr.Typeflag {
 		case tar.TypeReg, tar.TypeGNUSparse:
 			e.Type, e.Size = tar.TypeReg, hdr.Size

@@ -18,6 +18,21 @@ const (
 	zstdMaxBlockSize  = 128 << 10
 )
 
+// ZstdMaxWindow bounds the window of a zstd frame, in bytes. The
+// decoder allocates a ring of the window the frame header declares
+// (plus two blocks, about 260 KiB) when the frame's first block is
+// decoded, whatever the frame then holds: without a bound a 20-byte
+// frame header makes each decoder allocate up to the 512 MiB
+// klauspost/compress accepts by default, and a Reader keeps several
+// decoders per layer (ReaderOptions.Decoders). 32 MiB (window log 25)
+// passes what image tools write: klauspost/compress's encoder (used by
+// containerd, BuildKit, podman and go-containerregistry) writes 8 MiB
+// windows at most, and zstd(1) writes 8 MiB up to level 19 and 32 MiB
+// at --ultra -20; only --ultra -21/-22 and --long (64 and 128 MiB)
+// exceed it. So each zstd decoder costs at most about 32.3 MiB. A frame
+// beyond the bound fails Build with an error wrapping ErrZstdWindow.
+const ZstdMaxWindow = 32 << 20
+
 // zstdStream decodes a zstd stream frame by frame. A frameReader walks
 // each frame's header and block headers so that the decoder sees exactly
 // one frame and we learn where every frame starts: those starts are the
@@ -38,8 +53,12 @@ type zstdStream struct {
 
 func newZstdStream(br *bufio.Reader) (*zstdStream, error) {
 	// One goroutine and low memory: the Reader keeps several of these
-	// alive, and the blob is read through frameReader anyway.
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+	// alive, and the blob is read through frameReader anyway. The
+	// window and memory bounds repeat frameReader's check of the frame
+	// header (ZstdMaxWindow), so that the decoder's own allocation is
+	// bounded even if the two ever disagree on a header.
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(ZstdMaxWindow), zstd.WithDecoderMaxMemory(ZstdMaxWindow))
 	if err != nil {
 		return nil, fmt.Errorf("create zstd decoder: %w", err)
 	}
@@ -67,8 +86,11 @@ func (z *zstdStream) read(p []byte) (int, error) {
 			}
 			z.inFrame = false
 		case err != nil:
-			if errors.Is(err, ErrMalformed) {
+			if errors.Is(err, ErrMalformed) || errors.Is(err, ErrZstdWindow) {
 				return n, err
+			}
+			if errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+				return n, fmt.Errorf("decode zstd frame %d: %v, limit %d bytes: %w", z.frames, err, ZstdMaxWindow, ErrZstdWindow)
 			}
 			return n, fmt.Errorf("decode zstd frame %d: %v: %w", z.frames, err, ErrMalformed)
 		}
@@ -118,6 +140,9 @@ func (z *zstdStream) startFrame() error {
 		}
 		z.fr = frameReader{br: z.br}
 		if err := z.dec.Reset(&z.fr); err != nil {
+			if errors.Is(err, ErrZstdWindow) {
+				return err
+			}
 			return fmt.Errorf("start zstd frame at offset %d: %v: %w", start, err, ErrMalformed)
 		}
 		z.inFrame = true
@@ -165,6 +190,28 @@ func (f *frameReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// frameWindow returns the window size a frame header declares (RFC 8878
+// section 3.1.1.1.2): from the Window_Descriptor, or for a single
+// segment frame the Frame_Content_Size, which the decoder then uses as
+// its window. hdr is the whole frame header, magic included.
+func frameWindow(hdr []byte, single bool, dictLen, fcsLen int64) uint64 {
+	if !single {
+		wd := hdr[5]
+		exp, mantissa := uint64(wd>>3), uint64(wd&7)
+		base := uint64(1) << (10 + exp)
+		return base + base/8*mantissa
+	}
+	b := hdr[5+dictLen : 5+dictLen+fcsLen]
+	var fcs uint64
+	for i := len(b) - 1; i >= 0; i-- {
+		fcs = fcs<<8 | uint64(b[i])
+	}
+	if fcsLen == 2 {
+		fcs += 256 // RFC 8878 3.1.1.1.4: the 2-byte field is offset by 256
+	}
+	return fcs
+}
+
 // next sizes the next piece of the frame: the frame header, a block
 // (header plus content), or the checksum.
 func (f *frameReader) next() error {
@@ -184,16 +231,26 @@ func (f *frameReader) next() error {
 		if !single {
 			n++ // Window_Descriptor
 		}
-		n += [4]int64{0, 1, 2, 4}[fhd&3] // Dictionary_ID
+		dictLen := [4]int64{0, 1, 2, 4}[fhd&3] // Dictionary_ID
+		n += dictLen
+		fcsLen := int64(0)
 		switch fcs := fhd >> 6; {
 		case fcs == 0 && single:
-			n++
+			fcsLen = 1
 		case fcs == 1:
-			n += 2
+			fcsLen = 2
 		case fcs == 2:
-			n += 4
+			fcsLen = 4
 		case fcs == 3:
-			n += 8
+			fcsLen = 8
+		}
+		n += fcsLen
+		hdr, _ := f.br.Peek(int(n))
+		if int64(len(hdr)) < n {
+			return truncated
+		}
+		if w := frameWindow(hdr, single, dictLen, fcsLen); w > ZstdMaxWindow {
+			return fmt.Errorf("read zstd frame header: window of %d bytes, limit %d: %w", w, int64(ZstdMaxWindow), ErrZstdWindow)
 		}
 		f.checksum = fhd&0x04 != 0
 		f.left, f.state = n, 1

@@ -44,6 +44,7 @@ type Layer struct {
 type entry struct {
 	hdr  tar.Header
 	data []byte
+	raw  []byte // written as is (Sparse), instead of hdr and data
 }
 
 // Opt adjusts a header before it is added.
@@ -141,11 +142,100 @@ func joinName(dir, base string) string {
 	return dir + "/" + base
 }
 
+// Region is a run of data in a sparse file.
+type Region struct {
+	Offset int64
+	Data   []byte
+}
+
+// Sparse adds a regular file of size bytes that holds the regions' data
+// at their offsets and holes elsewhere, written the way GNU tar
+// --sparse --posix writes it (GNU sparse format 1.0: GNU.sparse.*
+// records in a PAX header, the map as decimal lines at the start of the
+// data), which archive/tar reads but cannot write. Regions must be in
+// order and inside size. opts may set the mode, owner, mtime and
+// xattrs, which go in PAX records (the mode in the header).
+func (l *Layer) Sparse(name string, size int64, regions []Region, opts ...Opt) *Layer {
+	h := tar.Header{Mode: 0o644, ModTime: Epoch}
+	for _, o := range opts {
+		o(&h)
+	}
+	var m bytes.Buffer
+	fmt.Fprintf(&m, "%d\n", len(regions))
+	for _, r := range regions {
+		fmt.Fprintf(&m, "%d\n%d\n", r.Offset, len(r.Data))
+	}
+	pad := func(b *bytes.Buffer) { b.Write(make([]byte, (512-b.Len()%512)%512)) }
+	pad(&m)
+	for _, r := range regions {
+		m.Write(r.Data)
+	}
+	var recs bytes.Buffer
+	kvs := [][2]string{{"GNU.sparse.major", "1"}, {"GNU.sparse.minor", "0"}, {"GNU.sparse.name", name}, {"GNU.sparse.realsize", fmt.Sprint(size)},
+		{"uid", fmt.Sprint(h.Uid)}, {"gid", fmt.Sprint(h.Gid)}, {"mtime", paxTime(h.ModTime)}}
+	for k, v := range h.PAXRecords {
+		kvs = append(kvs, [2]string{k, v})
+	}
+	for _, kv := range kvs {
+		rec := " " + kv[0] + "=" + kv[1] + "\n"
+		n := len(rec) + 1
+		for len(fmt.Sprint(n))+len(rec) != n {
+			n++
+		}
+		fmt.Fprintf(&recs, "%d%s", n, rec)
+	}
+	header := func(name string, typ byte, size int64) []byte {
+		b := make([]byte, 512)
+		copy(b, name)
+		for _, f := range []struct {
+			at, n int
+			v     int64
+		}{{100, 8, h.Mode}, {108, 8, 0}, {116, 8, 0}, {124, 12, size}, {136, 12, 0}} {
+			copy(b[f.at:], fmt.Sprintf("%0*o", f.n-1, f.v))
+		}
+		b[156] = typ
+		copy(b[257:], "ustar\x0000")
+		copy(b[148:156], "        ")
+		sum := 0
+		for _, c := range b {
+			sum += int(c)
+		}
+		copy(b[148:], fmt.Sprintf("%06o\x00 ", sum))
+		return b
+	}
+	var raw bytes.Buffer
+	raw.Write(header("PaxHeaders.0/sparse", tar.TypeXHeader, int64(recs.Len())))
+	raw.Write(recs.Bytes())
+	pad(&raw)
+	raw.Write(header("GNUSparseFile.0/sparse", tar.TypeReg, int64(m.Len())))
+	raw.Write(m.Bytes())
+	pad(&raw)
+	l.entries = append(l.entries, entry{raw: raw.Bytes()})
+	return l
+}
+
+// paxTime formats t for a PAX mtime record: a time before the epoch is
+// negative as a whole, so -1.25 is 1.25 s before it.
+func paxTime(t time.Time) string {
+	sec, nsec := t.Unix(), t.Nanosecond()
+	if sec < 0 && nsec > 0 {
+		return fmt.Sprintf("-%d.%09d", -(sec + 1), 1e9-nsec)
+	}
+	return fmt.Sprintf("%d.%09d", sec, nsec)
+}
+
 // Tar returns the uncompressed tar stream.
 func (l *Layer) Tar() []byte {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range l.entries {
+		if e.raw != nil {
+			if err := tw.Flush(); err != nil {
+				panic(fmt.Sprintf("tartest: flush: %v", err))
+			}
+			buf.Write(e.raw)
+			continue
+		}
 		if err := tw.WriteHeader(&e.hdr); err != nil {
 			panic(fmt.Sprintf("tartest: write header %q: %v", e.hdr.Name, err))
 		}
