@@ -13,10 +13,13 @@
 // 100k-file image therefore costs the same as mounting an empty one.
 //
 // Attributes come from the layer index entry: size (a symlink's is the
-// length of its target), 512-byte blocks, mode with the file type from
+// length of its target), 512-byte blocks of data (a sparse file's holes
+// take none, so du shows what it holds and cp, tar and rsync see that
+// it is sparse), mode with the file type from
 // the tar typeflag and the permission bits including setuid, setgid and
 // sticky, uid/gid, rdev of devices, nlink from the merged tree, and
 // mtime as atime, mtime and ctime (tar records one time that matters).
+// lseek's SEEK_DATA and SEEK_HOLE answer from a sparse file's map.
 //
 // # Errors
 //
