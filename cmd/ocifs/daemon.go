@@ -189,7 +189,7 @@ func runDaemon(ctx context.Context, cfg mountConfig, f mountFlags, readyFD int) 
 			fmt.Fprintf(os.Stderr, "ocifs: logging to %s\n", dl.where)
 		}
 		logger.switchTo(dl.dest)
-		unix.Dup2(int(dl.stderr.Fd()), 2)
+		unix.Dup2(dl.stderrFd(), 2)
 		// The daemon must not keep the caller's working
 		// directory busy; the image is open by now.
 		if err := os.Chdir("/"); err != nil {

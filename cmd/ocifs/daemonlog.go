@@ -331,7 +331,8 @@ type daemonLog struct {
 	// stderr is what fd 2 becomes once the mount is ready.
 	stderr *os.File
 	// where tells the user how to read the log, as "ocifs mount"
-	// says it: "journald (journalctl -t ocifs)" or a file name.
+	// says it: "journald (journalctl -t ocifs)", a file name, or
+	// "nowhere: " and why.
 	where string
 	// chosen is false when the user named the log file.
 	chosen bool
@@ -365,15 +366,31 @@ func openDaemonLog(logFile string, useSyslog bool) (*daemonLog, error) {
 			return dl, nil
 		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("open the daemon's log (no syslog at %s; --log-file names another place): %w", syslogSocket, err)
+	var r *rotatingFile
+	if err == nil {
+		r, err = openRotatingFile(path, maxLogSize)
 	}
-	r, err := openRotatingFile(path, maxLogSize)
 	if err != nil {
-		return nil, fmt.Errorf("open the daemon's log (no syslog at %s; --log-file names another place): %w", syslogSocket, err)
+		// Mounting matters more than its log (and mounted without
+		// one before): say so, and mount.
+		null, nerr := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if nerr != nil {
+			return nil, fmt.Errorf("open the daemon's log: %w", errors.Join(err, nerr))
+		}
+		return &daemonLog{dest: fileDest{null}, stderr: null, chosen: true,
+			where: fmt.Sprintf("nowhere: %v (--log-file FILE names a place)", err)}, nil
 	}
 	r.stderr = true
 	return &daemonLog{dest: r, stderr: r.f, where: path, chosen: true}, nil
+}
+
+// stderrFd is the fd that fd 2 becomes once the mount is ready: the
+// log file as it is now.
+func (d *daemonLog) stderrFd() int {
+	if r, ok := d.dest.(*rotatingFile); ok {
+		return int(r.f.Fd())
+	}
+	return int(d.stderr.Fd())
 }
 
 // syslogWhere says how to read what went to syslog.
@@ -386,8 +403,13 @@ func syslogWhere() string {
 
 // Close closes the log and what fd 2 was to become.
 func (d *daemonLog) Close() error {
-	if fd, ok := d.dest.(fileDest); ok && fd.f == d.stderr {
-		return d.dest.Close()
+	switch dest := d.dest.(type) {
+	case fileDest:
+		if dest.f == d.stderr {
+			return dest.Close()
+		}
+	case *rotatingFile:
+		return dest.Close() // d.stderr is its first file, closed by now
 	}
 	err := d.dest.Close()
 	if d.stderr != nil {

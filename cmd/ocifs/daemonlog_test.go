@@ -162,16 +162,26 @@ func TestDaemonLogChoice(t *testing.T) {
 		logFile string
 		syslog  bool
 		socket  string
-		want    string // "syslog", "state" or "named"
+		want    string // "syslog", "state", "named" or "nowhere"
+		broken  bool   // $XDG_STATE_HOME is a file
 	}{
-		{"syslog", "", true, sock, "syslog"},
-		{"no syslog socket", "", true, filepath.Join(t.TempDir(), "none"), "state"},
-		{"--syslog=false", "", false, sock, "state"},
-		{"--log-file wins", named, true, sock, "named"},
+		{"syslog", "", true, sock, "syslog", false},
+		{"no syslog socket", "", true, filepath.Join(t.TempDir(), "none"), "state", false},
+		{"--syslog=false", "", false, sock, "state", false},
+		{"--log-file wins", named, true, sock, "named", false},
+		{"syslog, no state dir", "", true, sock, "syslog", true},
+		{"no syslog, no state dir", "", false, sock, "nowhere", true},
 	}
 	for _, tc := range vectors {
 		t.Run(tc.name, func(t *testing.T) {
 			state := useStateDir(t)
+			if tc.broken {
+				file := filepath.Join(t.TempDir(), "file")
+				if err := os.WriteFile(file, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				t.Setenv("XDG_STATE_HOME", file)
+			}
 			setVar(t, &syslogSocket, tc.socket)
 			dl, err := openDaemonLog(tc.logFile, tc.syslog)
 			if err != nil {
@@ -189,8 +199,13 @@ func TestDaemonLogChoice(t *testing.T) {
 					got = "state"
 				}
 			case fileDest:
-				if d.f.Name() == named {
+				switch d.f.Name() {
+				case named:
 					got = "named"
+				case os.DevNull:
+					if strings.HasPrefix(dl.where, "nowhere: ") && strings.Contains(dl.where, "not a directory") {
+						got = "nowhere"
+					}
 				}
 			}
 			if got != tc.want {
@@ -199,7 +214,7 @@ func TestDaemonLogChoice(t *testing.T) {
 			if chosen := tc.want != "named"; dl.chosen != chosen {
 				t.Errorf("chosen = %v, want %v (mount says where only when it chose)", dl.chosen, chosen)
 			}
-			if tc.want != "syslog" {
+			if tc.want == "state" || tc.want == "named" {
 				b, _ := os.ReadFile(dl.where)
 				if !bytes.Contains(b, []byte("msg=hello")) {
 					t.Errorf("%s holds %q, want the record", dl.where, b)
