@@ -84,6 +84,24 @@ func TestSparse(t *testing.T) {
 	tree, c := merge(t, l)
 	root := nodeFS(t, tree, c, fs.Options{})
 	ctx := context.Background()
+
+	// df counts data too: each file's data in 4 KiB blocks.
+	var wantBlocks uint64
+	for _, v := range sparseVectors {
+		data := v.size
+		if v.regs != nil {
+			data = 0
+			for _, r := range v.regs {
+				data += r.Length
+			}
+		}
+		wantBlocks += uint64(data+4095) / 4096
+	}
+	var sf fuse.StatfsOut
+	if errno := root.Operations().(fusefs.NodeStatfser).Statfs(ctx, &sf); errno != 0 || sf.Blocks != wantBlocks {
+		t.Errorf("Statfs = %d blocks, %v; want %d", sf.Blocks, errno, wantBlocks)
+	}
+
 	for _, v := range sparseVectors {
 		t.Run(v.name, func(t *testing.T) {
 			in, _ := walk(t, root, v.name)
