@@ -274,6 +274,9 @@ type syslogDest struct {
 	conn net.Conn
 }
 
+// syslogTimeout bounds the wait for a syslog daemon to take a record.
+var syslogTimeout = time.Second
+
 // syslogTag is the syslog identifier: `journalctl -t ocifs`.
 const syslogTag = "ocifs"
 
@@ -305,12 +308,16 @@ func severity(l slog.Level) int {
 func (d *syslogDest) writeRecord(level slog.Level, rec []byte) error {
 	msg := fmt.Appendf(nil, "<%d>%s %s[%d]: %s", logDaemon|severity(level),
 		time.Now().Format(time.Stamp), syslogTag, os.Getpid(), bytes.TrimRight(rec, "\n"))
+	// A syslog daemon that stops reading must not stall the FUSE
+	// requests that log: past the deadline the record is dropped.
+	d.conn.SetWriteDeadline(time.Now().Add(syslogTimeout))
 	_, err := d.conn.Write(msg)
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 		// journald or syslogd restarted: its socket is a new one.
 		if c, derr := net.Dial("unixgram", d.path); derr == nil {
 			d.conn.Close()
 			d.conn = c
+			c.SetWriteDeadline(time.Now().Add(syslogTimeout))
 			_, err = c.Write(msg)
 		}
 	}

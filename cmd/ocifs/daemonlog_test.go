@@ -223,3 +223,35 @@ func TestDaemonLogChoice(t *testing.T) {
 		})
 	}
 }
+
+// TestSyslogStalled: a syslog daemon that stops reading costs each
+// record at most syslogTimeout; logging goes on and does not hang.
+func TestSyslogStalled(t *testing.T) {
+	useStateDir(t)
+	sock := filepath.Join(t.TempDir(), "log")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close() // and never read
+	setVar(t, &syslogSocket, sock)
+	setVar(t, &syslogTimeout, 20*time.Millisecond)
+	dl, err := openDaemonLog("", true)
+	if err != nil {
+		t.Fatalf("openDaemonLog: %v", err)
+	}
+	defer dl.Close()
+	_, log := newDaemonLogger(dl.dest, slog.LevelInfo)
+	// Keep the test's own stderr quiet: dropped records are reported
+	// on fd 2, which in the daemon is the state file.
+	null, _ := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	setVar(t, &os.Stderr, null)
+	const records = 100 // well past net.unix.max_dgram_qlen (10)
+	start := time.Now()
+	for i := range records {
+		log.Error("answering EIO", "n", i)
+	}
+	if d := time.Since(start); d > records*syslogTimeout+5*time.Second {
+		t.Errorf("%d records to a stalled syslog took %v, want about %v at most", records, d, records*syslogTimeout)
+	}
+}
