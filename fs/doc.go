@@ -13,21 +13,32 @@
 // 100k-file image therefore costs the same as mounting an empty one.
 //
 // Attributes come from the layer index entry: size (a symlink's is the
-// length of its target), 512-byte blocks, mode with the file type from
+// length of its target), 512-byte blocks of data (a sparse file's holes
+// take none, so du shows what it holds and cp, tar and rsync see that
+// it is sparse), mode with the file type from
 // the tar typeflag and the permission bits including setuid, setgid and
 // sticky, uid/gid, rdev of devices, nlink from the merged tree, and
 // mtime as atime, mtime and ctime (tar records one time that matters).
+// lseek's SEEK_DATA and SEEK_HOLE answer from a sparse file's map.
 //
 // # Errors
 //
 // go-fuse wants a syscall.Errno from every operation. Errors become
 // errnos in exactly one place, filesystem.errno: errors.As finds a
 // syscall.Errno anywhere in a %w chain and errors.Is maps the io/fs and
-// context sentinels. fusefs.ToErrno is not used because it does not
-// unwrap: a wrapped ENOENT would reach the kernel as ENOSYS. Anything
-// unknown (a corrupt blob, a digest mismatch) becomes EIO and is logged
-// once, so the reason is in the log even though the caller only sees
-// EIO; nothing unknown is ever turned into wrong bytes.
+// context sentinels. Anything unknown (a corrupt blob, a digest
+// mismatch) becomes EIO and is logged once, with the file's path, so
+// the reason is in the log even though the caller only sees EIO;
+// nothing unknown is ever turned into wrong bytes.
+//
+// fusefs.ToErrno (go-fuse v2.12.1, through fuse.ToStatus) is not used.
+// It does unwrap a syscall.Errno (errors.As), but it compares the io/fs
+// sentinels with ==, so the usual shape of a missing file, a wrapped
+// iofs.ErrNotExist ("lookup %q: %w"), reaches the kernel as ENOTSUP
+// instead of ENOENT; it has no case for a cancelled context (EINTR
+// here); it maps os.ErrPermission to EPERM where open(2) says EACCES;
+// and what it cannot convert becomes ENOTSUP, not EIO, with the reason
+// on the standard library's global logger instead of ours.
 //
 // # Kernel caching
 //

@@ -82,7 +82,10 @@ func (l *errorLog) log(f *filesystem, op string, n *overlay.Node, err error) {
 	if n != nil {
 		attrs = append(attrs, "ino", n.ID, "layer", n.Layer)
 		if n.Entry != nil {
-			attrs = append(attrs, "entry", n.Entry.Name)
+			// The path the layer stores the file under (for a
+			// hardlink, its target's), which is what a user
+			// looks for in the mount.
+			attrs = append(attrs, "path", n.Entry.Name)
 		}
 	}
 	f.log.Error("answering EIO", attrs...)

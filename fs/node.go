@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"sort"
 	"sync"
 	"syscall"
 	"time"
@@ -208,12 +209,27 @@ func fillAttr(n *overlay.Node, out *fuse.Attr) {
 		// whose layout is the low half of glibc's makedev.
 		out.Rdev = uint32(unix.Mkdev(e.Devmajor, e.Devminor))
 	}
-	out.Blocks = (out.Size + 511) / 512
+	out.Blocks = (dataBytes(e, out.Size) + 511) / 512
 	// FUSE's times are a 64-bit second count (read as signed by the
 	// kernel) and nanoseconds in [0, 1e9), as the Entry keeps them.
 	sec, nsec := uint64(e.Mtime), e.MtimeNsec
 	out.Atime, out.Mtime, out.Ctime = sec, sec, sec
 	out.Atimensec, out.Mtimensec, out.Ctimensec = nsec, nsec, nsec
+}
+
+// dataBytes is how much of a file is data, which st_blocks counts: a
+// sparse file's holes take no room (du shows the data, cp and tar
+// look for holes when st_blocks is short of the size), everything else
+// is all data.
+func dataBytes(e *tarindex.Entry, size uint64) uint64 {
+	if e == nil || e.Sparse == nil || fileType(e) != syscall.S_IFREG {
+		return size
+	}
+	var n uint64
+	for _, r := range e.Sparse {
+		n += uint64(r.Length)
+	}
+	return n
 }
 
 // fileMode is the inode's S_IF* type. go-fuse gives the root S_IFDIR.
@@ -385,6 +401,61 @@ func (n *node) Read(ctx context.Context, f fusefs.FileHandle, dest []byte, off i
 	return nil, n.fsys.errno("read", o, err)
 }
 
+var _ = (fusefs.NodeLseeker)((*node)(nil))
+
+// Lseek answers SEEK_DATA and SEEK_HOLE (the only whences the kernel
+// sends; it does SEEK_SET, SEEK_CUR and SEEK_END itself) from a sparse
+// file's map, so cp, tar and rsync copy only its data. Other files are
+// all data with the one hole every file has, at EOF. As on local
+// filesystems, an offset at or past EOF is ENXIO, and so is SEEK_DATA
+// in the hole that ends a file.
+//
+// The kernel opens files itself on this mount (see Open), so LSEEK
+// comes with no file handle: go-fuse's bridge asks the node, never a
+// FileLseeker.
+func (n *node) Lseek(ctx context.Context, f fusefs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	if !n.isRegular() {
+		return 0, syscall.EINVAL
+	}
+	o, errno := n.node("lseek")
+	if errno != 0 {
+		return 0, errno
+	}
+	size := uint64(o.Entry.Size)
+	if off >= size {
+		return 0, syscall.ENXIO
+	}
+	regs := o.Entry.Sparse
+	// The first region that ends past off: regions are sorted and
+	// do not overlap (tarindex checks at index time).
+	i := sort.Search(len(regs), func(i int) bool { return uint64(regs[i].Offset+regs[i].Length) > off })
+	switch whence {
+	case unix.SEEK_DATA:
+		switch {
+		case regs == nil:
+			return off, 0
+		case i == len(regs):
+			return 0, syscall.ENXIO
+		}
+		return max(off, uint64(regs[i].Offset)), 0
+	case unix.SEEK_HOLE:
+		switch {
+		case regs == nil:
+			return size, 0
+		case i == len(regs) || uint64(regs[i].Offset) > off:
+			return off, 0 // off is in a hole
+		}
+		// In the data of region i: the hole starts where this run
+		// of touching regions ends.
+		end := regs[i].Offset + regs[i].Length
+		for i++; i < len(regs) && regs[i].Offset == end; i++ {
+			end += regs[i].Length
+		}
+		return min(uint64(end), size), 0
+	}
+	return 0, syscall.EINVAL
+}
+
 var _ = (fusefs.NodeReadlinker)((*node)(nil))
 
 // Readlink returns a symlink's target verbatim.
@@ -490,7 +561,7 @@ func (f *filesystem) count() totals {
 				seen[c.Node.ID] = true
 				f.stat.files++
 				if e := c.Node.Entry; e != nil && fileType(e) == syscall.S_IFREG {
-					f.stat.blocks += uint64(e.Size+blockSize-1) / blockSize
+					f.stat.blocks += (dataBytes(e, uint64(e.Size)) + blockSize - 1) / blockSize
 				}
 				if fileType(c.Node.Entry) == syscall.S_IFDIR {
 					walk(c.Node)

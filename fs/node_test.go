@@ -471,3 +471,38 @@ func TestAccess(t *testing.T) {
 		}
 	}
 }
+
+// TestToErrnoIsNotEnough pins what fs/doc.go says of go-fuse's own
+// conversion, fusefs.ToErrno, next to ours on the same wrapped errors:
+// it unwraps an errno, but not the io/fs sentinels or a cancelled
+// context, and answers ENOTSUP for what it does not know. If go-fuse
+// changes, this test says the doc (and maybe the reason to keep our
+// conversion) is out of date.
+func TestToErrnoIsNotEnough(t *testing.T) {
+	vectors := []struct {
+		name         string
+		err          error
+		ours, gofuse syscall.Errno
+	}{
+		{"wrapped errno", fmt.Errorf("read blob: %w", syscall.ENOENT), syscall.ENOENT, syscall.ENOENT},
+		{"bare sentinel", iofs.ErrNotExist, syscall.ENOENT, syscall.ENOENT},
+		{"wrapped sentinel", fmt.Errorf("lookup %q: %w", "etc/passwd", iofs.ErrNotExist), syscall.ENOENT, syscall.ENOTSUP},
+		{"canceled", fmt.Errorf("read: %w", context.Canceled), syscall.EINTR, syscall.ENOTSUP},
+		{"unknown", errors.New("inflate gzip member: truncated stream"), syscall.EIO, syscall.ENOTSUP},
+	}
+	for _, tc := range vectors {
+		t.Run(tc.name, func(t *testing.T) {
+			tree, c := fixture(t)
+			c.fail = map[string]error{"etc/passwd": tc.err}
+			root := nodeFS(t, tree, c, fs.Options{})
+			in, _ := walk(t, root, "etc/passwd")
+			_, errno := in.Operations().(fusefs.NodeReader).Read(context.Background(), nil, make([]byte, 100), 0)
+			if errno != tc.ours {
+				t.Errorf("Read with %v = %v, want %v", tc.err, errno, tc.ours)
+			}
+			if got := fusefs.ToErrno(tc.err); got != tc.gofuse {
+				t.Errorf("fusefs.ToErrno(%v) = %v, want %v as fs/doc.go says", tc.err, got, tc.gofuse)
+			}
+		})
+	}
+}

@@ -72,7 +72,7 @@ overlayfs need it anyway.`,
 	fl.BoolVarP(&f.tty, "tty", "t", false, "give the container a terminal (process.terminal, TERM=xterm)")
 	fl.BoolVarP(&f.writable, "writable", "w", false, "put a kernel overlayfs over the image so the container can write (to DIR/.ocifs/upper)")
 	fl.BoolVar(&f.rm, "rm", false, "unmount and remove the bundle DIR made by 'ocifs bundle'")
-	fl.StringVar(&f.logFile, "log-file", "", "where the mount daemon appends its log (default: discarded)")
+	fl.StringVar(&f.logFile, "log-file", "", "append the mount daemon's log to this file (default: syslog, else $XDG_STATE_HOME/ocifs/ocifs.log, as for ocifs mount)")
 	return c
 }
 
@@ -122,6 +122,7 @@ func bundleMountFlags(f bundleFlags) mountFlags {
 		dev:        true,
 		suid:       true,
 		logFile:    f.logFile,
+		syslog:     true, // as ocifs mount: see daemonlog.go
 	}
 }
 

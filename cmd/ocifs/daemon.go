@@ -13,8 +13,8 @@ package main
 // from the daemon and fusermount3 reach the user until the mount is
 // ready), and a second pipe as fd 3, named by the environment variable
 // daemonEnv. Either way the daemon (runDaemon) opens the image and
-// mounts it, then moves its stderr to the log file (or /dev/null) and
-// writes "ok" on its readiness fd, or writes the error there and exits.
+// mounts it, then moves its log and stderr to the daemon's log
+// (daemonlog.go) and writes "ok" on its readiness fd, or writes the error there and exits.
 // The parent exits 0 on "ok", and otherwise prints the error and exits
 // non-zero; a daemon that dies without a word is reported with its
 // exit status. A failed daemon has mounted nothing: fs.Mount either
@@ -168,21 +168,28 @@ func runDaemon(ctx context.Context, cfg mountConfig, f mountFlags, readyFD int) 
 	if err := checkFUSE(); err != nil {
 		return fail(err)
 	}
-	// Before the mount is ready, fd 2 is the user's terminal (or the
-	// pipe to it); after it, the log file or /dev/null.
-	logTo, err := daemonLog(f.logFile)
+	// Before the mount is ready, records go to fd 2, the user's
+	// terminal (or the pipe to it); after it, to the daemon's log,
+	// and fd 2 to the log file (see daemonlog.go).
+	dl, err := openDaemonLog(f.logFile, f.syslog)
 	if err != nil {
 		return fail(err)
 	}
-	defer logTo.Close()
+	defer dl.Close()
 	level := slog.LevelInfo
 	if f.debug {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logger, log := newDaemonLogger(fileDest{os.Stderr}, level)
 
 	err = serve(ctx, cfg, log, func() {
-		unix.Dup2(int(logTo.Fd()), 2)
+		if dl.chosen {
+			// Once, so that a user who meets EIO later knows
+			// where to look.
+			fmt.Fprintf(os.Stderr, "ocifs: logging to %s\n", dl.where)
+		}
+		logger.switchTo(dl.dest)
+		unix.Dup2(dl.stderrFd(), 2)
 		// The daemon must not keep the caller's working
 		// directory busy; the image is open by now.
 		if err := os.Chdir("/"); err != nil {
@@ -195,16 +202,4 @@ func runDaemon(ctx context.Context, cfg mountConfig, f mountFlags, readyFD int) 
 		return fail(err)
 	}
 	return nil
-}
-
-// daemonLog opens where the daemon's stderr goes once it is detached.
-func daemonLog(path string) (*os.File, error) {
-	if path == "" {
-		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open log file %q: %w", path, err)
-	}
-	return f, nil
 }

@@ -34,6 +34,7 @@ type mountFlags struct {
 	debug      bool
 	foreground bool
 	logFile    string
+	syslog     bool
 }
 
 func newMountCmd() *cobra.Command {
@@ -60,7 +61,16 @@ image's owners and modes for everyone (default_permissions).
 
 Any user can mount an image they can read: the mount goes through
 fusermount3 (package fuse3), and indexes are cached in that user's
-$XDG_CACHE_HOME/ocifs.`,
+$XDG_CACHE_HOME/ocifs.
+
+A read that fails with EIO (a damaged or truncated blob, a digest that
+does not match) is logged by the daemon with the file and the reason.
+The daemon logs to syslog when one listens on /dev/log, with the tag
+"ocifs" (read it with 'journalctl -t ocifs'), and otherwise to
+$XDG_STATE_HOME/ocifs/ocifs.log (default ~/.local/state/ocifs/ocifs.log,
+kept to a few MiB: older records move to ocifs.log.1). mount says which,
+once, on stderr. --log-file FILE logs to FILE instead; --syslog=false
+skips syslog.`,
 		Example: `  ocifs mount ./layout:latest /mnt/img
   ocifs mount -f --debug oci:./layout:v1 /mnt/img
   ocifs mount --platform linux/arm64 -o allow_other ./layout /mnt/img`,
@@ -78,7 +88,8 @@ $XDG_CACHE_HOME/ocifs.`,
 	fl.StringArrayVarP(&f.options, "options", "o", nil, "comma-separated mount options: ro, dev, nodev, suid, nosuid, allow_other, others passed on (rw is refused)")
 	fl.BoolVar(&f.debug, "debug", false, "log every FUSE request; implies --foreground unless --log-file is given")
 	fl.BoolVarP(&f.foreground, "foreground", "f", false, "stay in the foreground, logging to stderr, until unmounted or interrupted")
-	fl.StringVar(&f.logFile, "log-file", "", "where the daemon appends its log (default: discarded)")
+	fl.StringVar(&f.logFile, "log-file", "", "append the daemon's log to this file (default: syslog, else $XDG_STATE_HOME/ocifs/ocifs.log)")
+	fl.BoolVar(&f.syslog, "syslog", true, "log to syslog/journald (tag ocifs) when /dev/log is there; --syslog=false logs to the state file instead")
 	return c
 }
 

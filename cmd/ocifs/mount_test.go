@@ -64,3 +64,23 @@ func TestParseMount(t *testing.T) {
 		})
 	}
 }
+
+// TestMountHelpTellsWhereTheLogIs: a user who met EIO finds in
+// `ocifs mount --help` where the daemon's log is and how to read it.
+func TestMountHelpTellsWhereTheLogIs(t *testing.T) {
+	c := newMountCmd()
+	var help strings.Builder
+	c.SetOut(&help)
+	c.SetArgs([]string{"--help"})
+	if err := c.Execute(); err != nil {
+		t.Fatalf("ocifs mount --help: %v", err)
+	}
+	for _, want := range []string{"journalctl -t ocifs", "$XDG_STATE_HOME/ocifs/ocifs.log", "--log-file", "--syslog", "EIO"} {
+		if !strings.Contains(help.String(), want) {
+			t.Errorf("ocifs mount --help does not mention %q:\n%s", want, help.String())
+		}
+	}
+	if f := c.Flags().Lookup("syslog"); f == nil || f.DefValue != "true" {
+		t.Errorf("--syslog = %v, want a flag that defaults to true", f)
+	}
+}
