@@ -80,9 +80,10 @@ func (a *archive) scan() error {
 		if err != nil {
 			return fmt.Errorf("%w: read tar header: %w", ErrBadArchive, err)
 		}
-		switch hdr.Typeflag {
-		case tar.TypeReg, tar.TypeLink, tar.TypeSymlink:
-		default:
+		switch {
+		case isSparse(hdr):
+			return fmt.Errorf("%w: member %q is a sparse file", ErrBadArchive, hdr.Name)
+		case hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeLink && hdr.Typeflag != tar.TypeSymlink:
 			continue // directories and devices hold no blob
 		}
 		name, err := cleanMember(hdr.Name)
@@ -92,9 +93,6 @@ func (a *archive) scan() error {
 		var m member
 		switch hdr.Typeflag {
 		case tar.TypeReg:
-			if isSparse(hdr) {
-				return fmt.Errorf("%w: member %q is a sparse file", ErrBadArchive, hdr.Name)
-			}
 			// tar.Reader reads headers in whole blocks and nothing
 			// ahead, so the file's offset is now the data's.
 			if m.off, err = a.f.Seek(0, io.SeekCurrent); err != nil {
