@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ocifs/ocifs/internal/imagetest"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -171,6 +172,11 @@ func TestParseReferenceTransports(t *testing.T) {
 	if err := os.Mkdir("lay", 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// The newer docker save writes a layout beside manifest.json: an
+	// oci-archive.
+	both := t.TempDir()
+	imagetest.WriteLayout(t, both, named("a", nil))
+	writeTar(t, "new.tar", append(layoutMembers(t, both, ""), regular("manifest.json", []byte("[]")))...)
 	const (
 		oa = TransportOCIArchive
 		da = TransportDockerArchive
@@ -197,6 +203,7 @@ func TestParseReferenceTransports(t *testing.T) {
 		{"plain oci-archive and tag", "img.tar:v1", Reference{Transport: oa, Path: "img.tar", Tag: "v1"}},
 		{"plain oci-archive with colon", "a:b.tar", Reference{Transport: oa, Path: "a:b.tar"}},
 		{"plain docker-archive", "saved.tar", Reference{Transport: da, Path: "saved.tar"}},
+		{"plain newer docker save", "new.tar:latest", Reference{Transport: oa, Path: "new.tar", Tag: "latest"}},
 		{"plain docker-archive name", "saved.tar:busybox:latest", Reference{Transport: da, Path: "saved.tar", Tag: "busybox:latest"}},
 		{"plain docker-archive N", "saved.tar:0", Reference{Transport: da, Path: "saved.tar", Tag: "@0"}},
 		{"oci: is a layout, even for a file", "oci:img.tar", Reference{Path: "img.tar"}},
