@@ -1,27 +1,36 @@
-// Package image opens OCI image layouts and resolves a reference to one
-// image: reference → index.json → (nested) image index → manifest →
-// config → layers.
+// Package image opens image sources and resolves a reference to one
+// image: reference → source (layout directory, oci-archive,
+// docker-archive; a registry is wired in elsewhere) → index.json →
+// (nested) image index → manifest → config → layers. Resolution works
+// over the Source interface only, so nothing above this package knows
+// which source it has.
 //
 // # What it owns
 //
 //   - Validating a layout: the oci-layout file and its
 //     imageLayoutVersion, and index.json (image-layout.md).
-//   - Parsing references (PATH, PATH:TAG, PATH@DIGEST, oci:PATH[:TAG])
-//     and resolving them through tags (org.opencontainers.image.ref.name,
+//   - Parsing references (PATH, PATH:TAG, PATH@DIGEST, oci:PATH[:TAG],
+//     oci-archive:PATH[:TAG], docker-archive:PATH[:REPO:TAG|:@N],
+//     docker://HOST/REPO[:TAG|@DIGEST]) and resolving them through tags (org.opencontainers.image.ref.name,
 //     image-layout.md, "index.json file"), digests, nested image indexes
 //     and platforms (image-index.md).
 //   - Reading manifests, indexes and configs, verifying each one's
 //     digest and size before it is decoded (descriptor.md, "Digests").
 //   - Blob access: a Blob is an io.ReaderAt over one file opened once,
-//     checked to be a regular file of the descriptor's size.
+//     checked to be a regular file of the descriptor's size, or over a
+//     section of an archive's one open file.
+//   - Archives: one scan of the tar headers, refusing members named
+//     outside the archive, duplicates, sparse or truncated members; a
+//     docker-archive's manifest.json mapped to made-up manifests.
 //   - Knowing which layer media types ocifs can read, OCI and Docker
 //     (media-types.md).
 //
 // # What it never does
 //
 // It never decompresses or parses layer contents (that is tarindex),
-// never writes to a layout and never fetches from a registry: a blob
-// missing from the layout is an error, not a download.
+// never writes to a layout or an archive, never extracts an archive,
+// and its layouts and archives never fetch: a blob missing from them is
+// an error, not a download.
 //
 // # Errors
 //

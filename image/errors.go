@@ -12,7 +12,8 @@ var (
 	// ErrUnsupportedDigest: a digest uses an algorithm other than
 	// sha256, sha384 or sha512.
 	ErrUnsupportedDigest = errors.New("image: unsupported digest algorithm")
-	// ErrBlobNotFound: a blob is not in the layout's blobs directory.
+	// ErrBlobNotFound: a blob is not in the layout's blobs directory
+	// or among an archive's members.
 	ErrBlobNotFound = errors.New("image: blob not in layout")
 	// ErrBlobSize: a blob's file size differs from its descriptor's.
 	ErrBlobSize = errors.New("image: blob size mismatch")
@@ -28,6 +29,16 @@ var (
 	// ErrUnsupportedMediaType: a manifest, index, config or layer has a
 	// media type this package cannot read.
 	ErrUnsupportedMediaType = errors.New("image: unsupported media type")
+	// ErrBadArchive: a tar file is not an image archive, or one this
+	// package refuses to read (a member outside the archive, duplicate
+	// members, a truncated tar, a sparse member).
+	ErrBadArchive = errors.New("image: invalid image archive")
+	// ErrNoRegistry: the reference names a registry (docker://) and
+	// no registry source is built in.
+	ErrNoRegistry = errors.New("image: registry sources are not supported")
+	// ErrUnknownTransport: a Reference's Transport is none of the
+	// Transport* constants.
+	ErrUnknownTransport = errors.New("image: unknown transport")
 	// ErrInvalid: a manifest, index or config breaks the spec in a way
 	// that stops resolution (wrong schemaVersion, diff_ids count, …).
 	ErrInvalid = errors.New("image: invalid")

@@ -1,6 +1,7 @@
 package image
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/opencontainers/go-digest"
@@ -21,19 +22,30 @@ type ImageInfo struct {
 	Size int64
 }
 
-// Images describes every entry of index.json, in order. Entries of
+// Indexer is a Source that can list its images, as a layout's
+// index.json does: layouts, oci-archives and docker-archives are. A
+// registry is not (it has tags, not an index).
+type Indexer interface {
+	Source
+	// Index returns the source's index.json, or one made up for
+	// the same purpose. Its slices are shared: do not modify them.
+	Index() ocispec.Index
+}
+
+// Images describes every entry of src's index, in order. Entries of
 // media types other than image manifests and indexes are listed with
-// their own size only.
-func (l *Layout) Images() ([]ImageInfo, error) {
-	infos := make([]ImageInfo, 0, len(l.index.Manifests))
-	for _, desc := range l.index.Manifests {
+// their own size only. where names src in messages.
+func Images(ctx context.Context, src Indexer, where string) ([]ImageInfo, error) {
+	top := src.Index().Manifests
+	infos := make([]ImageInfo, 0, len(top))
+	for _, desc := range top {
 		info := ImageInfo{Tag: desc.Annotations[ocispec.AnnotationRefName], Descriptor: desc}
-		if err := l.describe(&info, desc, map[digest.Digest]bool{}, 0); err != nil {
+		if err := describe(ctx, src, &info, desc, map[digest.Digest]bool{}, 0); err != nil {
 			name := info.Tag
 			if name == "" {
 				name = desc.Digest.String()
 			}
-			return nil, fmt.Errorf("list images of %q: %q: %w", l.dir, name, err)
+			return nil, fmt.Errorf("list images of %q: %q: %w", where, name, err)
 		}
 		infos = append(infos, info)
 	}
@@ -42,7 +54,7 @@ func (l *Layout) Images() ([]ImageInfo, error) {
 
 // describe adds what desc references to info; seen holds the blobs
 // already counted.
-func (l *Layout) describe(info *ImageInfo, desc ocispec.Descriptor, seen map[digest.Digest]bool, depth int) error {
+func describe(ctx context.Context, src Source, info *ImageInfo, desc ocispec.Descriptor, seen map[digest.Digest]bool, depth int) error {
 	count := func(d ocispec.Descriptor) {
 		if !seen[d.Digest] {
 			seen[d.Digest] = true
@@ -55,19 +67,19 @@ func (l *Layout) describe(info *ImageInfo, desc ocispec.Descriptor, seen map[dig
 		if depth >= maxDepth {
 			return fmt.Errorf("%w: image indexes nested more than %d deep", ErrInvalid, maxDepth)
 		}
-		idx, err := l.readIndex(desc)
+		idx, err := readIndex(ctx, src, desc)
 		if err != nil {
 			return err
 		}
 		for _, child := range idx.Manifests {
-			if err := l.describe(info, child, seen, depth+1); err != nil {
+			if err := describe(ctx, src, info, child, seen, depth+1); err != nil {
 				return err
 			}
 		}
 
 	case isManifest(desc.MediaType):
 		var m ocispec.Manifest
-		if err := l.readJSON("manifest", desc, &m); err != nil {
+		if err := readJSON(ctx, src, "manifest", desc, &m); err != nil {
 			return err
 		}
 		count(m.Config)
@@ -79,7 +91,7 @@ func (l *Layout) describe(info *ImageInfo, desc ocispec.Descriptor, seen map[dig
 			info.Platforms = append(info.Platforms, *desc.Platform)
 		case isConfig(m.Config.MediaType):
 			var c ocispec.Image
-			if err := l.readJSON("config", m.Config, &c); err != nil {
+			if err := readJSON(ctx, src, "config", m.Config, &c); err != nil {
 				return err
 			}
 			if c.OS != "" || c.Architecture != "" {

@@ -28,7 +28,7 @@ func TestLayers(t *testing.T) {
 		{Layer: l1, Compression: tartest.Gzip, MediaType: MediaTypeDockerLayerGzip},
 		{Layer: l2, Compression: tartest.Zstd, MediaType: ocispec.MediaTypeImageLayerNonDistributableZstd}, //nolint:staticcheck
 	}})
-	img, err := Open(dir, Options{})
+	img, err := Open(t.Context(), dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestLayersErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			imagetest.WriteLayout(t, dir, tc.img)
-			img, err := Open(dir, Options{})
+			img, err := Open(t.Context(), dir, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -126,7 +126,7 @@ func TestOpenBlob(t *testing.T) {
 	}
 	desc := imagetest.WriteBlob(t, dir, ocispec.MediaTypeImageLayer, data)
 
-	b, err := l.OpenBlob(desc)
+	b, err := l.OpenBlob(t.Context(), desc)
 	if err != nil {
 		t.Fatalf("OpenBlob: %v", err)
 	}
@@ -155,7 +155,7 @@ func TestOpenBlob(t *testing.T) {
 		if err := os.Symlink(real, link); err != nil {
 			t.Fatal(err)
 		}
-		b, err := l.OpenBlob(desc)
+		b, err := l.OpenBlob(t.Context(), desc)
 		if err != nil {
 			t.Fatalf("OpenBlob via symlink: %v", err)
 		}
@@ -200,7 +200,7 @@ func TestOpenBlobErrors(t *testing.T) {
 	}
 	for _, tc := range vectors {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := l.OpenBlob(tc.desc)
+			b, err := l.OpenBlob(t.Context(), tc.desc)
 			if err == nil {
 				b.Close()
 				t.Fatalf("OpenBlob(%s) succeeded, want error", tc.desc.Digest)
@@ -229,7 +229,7 @@ func TestImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	infos, err := l.Images()
+	infos, err := Images(t.Context(), l, dir)
 	if err != nil {
 		t.Fatalf("Images: %v", err)
 	}
@@ -290,8 +290,8 @@ func FuzzOpenLayout(f *testing.F) {
 		if err != nil {
 			return
 		}
-		l.Images()
-		l.Resolve(Reference{Path: dir}, Options{})
-		l.Resolve(Reference{Path: dir, Tag: "v1"}, Options{Platform: "linux/arm/v7"})
+		Images(t.Context(), l, dir)
+		Resolve(t.Context(), l, Reference{Path: dir}, Options{})
+		Resolve(t.Context(), l, Reference{Path: dir, Tag: "v1"}, Options{Platform: "linux/arm/v7"})
 	})
 }

@@ -14,6 +14,9 @@ const (
 	MediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
 	MediaTypeDockerConfig       = "application/vnd.docker.container.image.v1+json"
 	MediaTypeDockerLayerGzip    = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+	// MediaTypeDockerLayer is an uncompressed Docker layer, as the
+	// layer.tar members of a docker save archive are.
+	MediaTypeDockerLayer = "application/vnd.docker.image.rootfs.diff.tar"
 	// MediaTypeDockerForeignLayerGzip is Docker's non-distributable
 	// layer (Windows base layers), usually absent from the layout.
 	MediaTypeDockerForeignLayerGzip = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
@@ -51,6 +54,7 @@ var layerCompression = map[string]Compression{
 	ocispec.MediaTypeImageLayerNonDistributable:     Uncompressed, //nolint:staticcheck // still found in layouts
 	ocispec.MediaTypeImageLayerNonDistributableGzip: Gzip,         //nolint:staticcheck
 	ocispec.MediaTypeImageLayerNonDistributableZstd: Zstd,         //nolint:staticcheck
+	MediaTypeDockerLayer:                            Uncompressed,
 	MediaTypeDockerLayerGzip:                        Gzip,
 	MediaTypeDockerForeignLayerGzip:                 Gzip,
 }

@@ -1,6 +1,8 @@
 package image
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -26,7 +28,9 @@ type Options struct {
 // Image is one resolved image: a manifest, its config and its layer
 // descriptors.
 type Image struct {
-	Layout *Layout
+	// Source is where the image's blobs are read from; Close releases
+	// it.
+	Source Source
 	Ref    Reference
 	// Descriptor is the manifest's descriptor, as listed by index.json
 	// or by the image index it was selected from.
@@ -48,32 +52,24 @@ type Layer struct {
 	Compression Compression
 }
 
-// Open parses ref, opens its layout and resolves it to one image.
-func Open(ref string, opts Options) (*Image, error) {
-	r, err := ParseReference(ref)
-	if err != nil {
-		return nil, err
-	}
-	l, err := OpenLayout(r.Path)
-	if err != nil {
-		return nil, err
-	}
-	return l.Resolve(r, opts)
-}
+// Close releases the image's Source: no blob of it may be read
+// afterwards.
+func (img *Image) Close() error { return img.Source.Close() }
 
-// Resolve finds the image ref names in l: by tag, by digest or as the
-// only image; through nested image indexes down to the manifest that
-// matches opts.Platform, taking the first of equal matches
-// (image-index.md, "manifests"). ref.Path is not used.
-func (l *Layout) Resolve(ref Reference, opts Options) (*Image, error) {
-	img, err := l.resolve(ref, opts)
+// Resolve finds the image ref names in src: by tag, by digest or as
+// the only image (src.Resolve); through nested image indexes down to
+// the manifest that matches opts.Platform, taking the first of equal
+// matches (image-index.md, "manifests"). The Image reads from src but
+// does not own it: closing the Image closes src.
+func Resolve(ctx context.Context, src Source, ref Reference, opts Options) (*Image, error) {
+	img, err := resolve(ctx, src, ref, opts)
 	if err != nil {
 		return nil, fmt.Errorf("resolve %q: %w", ref.String(), err)
 	}
 	return img, nil
 }
 
-func (l *Layout) resolve(ref Reference, opts Options) (*Image, error) {
+func resolve(ctx context.Context, src Source, ref Reference, opts Options) (*Image, error) {
 	want, explicit := HostPlatform(), opts.Platform != ""
 	if explicit {
 		var err error
@@ -81,23 +77,23 @@ func (l *Layout) resolve(ref Reference, opts Options) (*Image, error) {
 			return nil, err
 		}
 	}
-	top, err := l.find(ref)
+	top, err := src.Resolve(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
-	manifests, err := l.manifests(top, 0)
+	manifests, err := expandManifests(ctx, src, top, 0)
 	if err != nil {
 		return nil, err
 	}
 	if len(manifests) == 1 && !explicit {
-		return l.loadImage(ref, manifests[0])
+		return loadImage(ctx, src, ref, manifests[0])
 	}
 
 	var best *Image
 	bestRank := 0
 	var seen []string
 	for _, desc := range manifests {
-		img, have, err := l.platformOf(ref, desc)
+		img, have, err := platformOf(ctx, src, ref, desc)
 		if err != nil {
 			return nil, err
 		}
@@ -105,7 +101,7 @@ func (l *Layout) resolve(ref Reference, opts Options) (*Image, error) {
 		rank, ok := matchPlatform(want, have)
 		if ok && (best == nil || rank < bestRank) {
 			if img == nil {
-				if img, err = l.loadImage(ref, desc); err != nil {
+				if img, err = loadImage(ctx, src, ref, desc); err != nil {
 					return nil, err
 				}
 			}
@@ -121,62 +117,15 @@ func (l *Layout) resolve(ref Reference, opts Options) (*Image, error) {
 // platformOf returns the normalized platform of the manifest desc
 // names: the one its index lists, or else its config's, for which it
 // loads the image and returns it too.
-func (l *Layout) platformOf(ref Reference, desc ocispec.Descriptor) (*Image, ocispec.Platform, error) {
+func platformOf(ctx context.Context, src Source, ref Reference, desc ocispec.Descriptor) (*Image, ocispec.Platform, error) {
 	if desc.Platform != nil {
 		return nil, normalizePlatform(*desc.Platform), nil
 	}
-	img, err := l.loadImage(ref, desc)
+	img, err := loadImage(ctx, src, ref, desc)
 	if err != nil {
 		return nil, ocispec.Platform{}, err
 	}
 	return img, normalizePlatform(img.Platform), nil
-}
-
-// find returns the index.json entries ref names.
-func (l *Layout) find(ref Reference) ([]ocispec.Descriptor, error) {
-	top := l.index.Manifests
-	switch {
-	case ref.Digest != "":
-		desc, ok, err := l.findDigest(top, ref.Digest, 0)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, fmt.Errorf("%w: no manifest or index %q in the layout", ErrNotFound, ref.Digest)
-		}
-		return []ocispec.Descriptor{desc}, nil
-
-	case ref.Tag != "":
-		var found []ocispec.Descriptor
-		for _, d := range top {
-			if d.Annotations[ocispec.AnnotationRefName] == ref.Tag {
-				found = append(found, d)
-			}
-		}
-		if len(found) == 0 {
-			return nil, fmt.Errorf("%w: no tag %q (tags: %s)", ErrNotFound, ref.Tag, listRefs(top))
-		}
-		// Some tools tag each platform's manifest with the same name
-		// instead of writing an index; those are platforms to choose
-		// from, like an index's.
-		return found, nil
-	}
-
-	if len(top) == 0 {
-		return nil, fmt.Errorf("%w: index.json lists no image", ErrNotFound)
-	}
-	sameDigest, sameTag := true, top[0].Annotations[ocispec.AnnotationRefName] != ""
-	for _, d := range top[1:] {
-		sameDigest = sameDigest && d.Digest == top[0].Digest
-		sameTag = sameTag && d.Annotations[ocispec.AnnotationRefName] == top[0].Annotations[ocispec.AnnotationRefName]
-	}
-	switch {
-	case sameDigest:
-		return top[:1], nil
-	case sameTag:
-		return top, nil
-	}
-	return nil, fmt.Errorf("%w (tags: %s)", ErrAmbiguous, listRefs(top))
 }
 
 // listRefs lists the distinct tags of descs for messages, and the
@@ -202,7 +151,7 @@ func listRefs(descs []ocispec.Descriptor) string {
 
 // findDigest looks for d among descs and below the image indexes they
 // list.
-func (l *Layout) findDigest(descs []ocispec.Descriptor, d digest.Digest, depth int) (ocispec.Descriptor, bool, error) {
+func findDigest(ctx context.Context, src Source, descs []ocispec.Descriptor, d digest.Digest, depth int) (ocispec.Descriptor, bool, error) {
 	for _, desc := range descs {
 		if desc.Digest == d {
 			return desc, true, nil
@@ -215,22 +164,22 @@ func (l *Layout) findDigest(descs []ocispec.Descriptor, d digest.Digest, depth i
 		if !isIndex(desc.MediaType) {
 			continue
 		}
-		idx, err := l.readIndex(desc)
+		idx, err := readIndex(ctx, src, desc)
 		if err != nil {
 			return ocispec.Descriptor{}, false, err
 		}
-		if found, ok, err := l.findDigest(idx.Manifests, d, depth+1); ok || err != nil {
+		if found, ok, err := findDigest(ctx, src, idx.Manifests, d, depth+1); ok || err != nil {
 			return found, ok, err
 		}
 	}
 	return ocispec.Descriptor{}, false, nil
 }
 
-// manifests expands image indexes in descs, depth first, into the
+// expandManifests expands image indexes in descs, depth first, into the
 // image manifests they list. Entries of other media types (artifacts,
 // Docker schema 1) are skipped; if nothing is left, the error names
 // them.
-func (l *Layout) manifests(descs []ocispec.Descriptor, depth int) ([]ocispec.Descriptor, error) {
+func expandManifests(ctx context.Context, src Source, descs []ocispec.Descriptor, depth int) ([]ocispec.Descriptor, error) {
 	var out []ocispec.Descriptor
 	var skipped []string
 	for _, desc := range descs {
@@ -241,11 +190,11 @@ func (l *Layout) manifests(descs []ocispec.Descriptor, depth int) ([]ocispec.Des
 			if depth >= maxDepth {
 				return nil, fmt.Errorf("%w: image indexes nested more than %d deep", ErrInvalid, maxDepth)
 			}
-			idx, err := l.readIndex(desc)
+			idx, err := readIndex(ctx, src, desc)
 			if err != nil {
 				return nil, err
 			}
-			sub, err := l.manifests(idx.Manifests, depth+1)
+			sub, err := expandManifests(ctx, src, idx.Manifests, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -261,9 +210,9 @@ func (l *Layout) manifests(descs []ocispec.Descriptor, depth int) ([]ocispec.Des
 }
 
 // readIndex reads and checks the image index desc names.
-func (l *Layout) readIndex(desc ocispec.Descriptor) (ocispec.Index, error) {
+func readIndex(ctx context.Context, src Source, desc ocispec.Descriptor) (ocispec.Index, error) {
 	var idx ocispec.Index
-	if err := l.readJSON("index", desc, &idx); err != nil {
+	if err := readJSON(ctx, src, "index", desc, &idx); err != nil {
 		return idx, err
 	}
 	if err := checkIndex(idx); err != nil {
@@ -276,10 +225,10 @@ func (l *Layout) readIndex(desc ocispec.Descriptor) (ocispec.Index, error) {
 }
 
 // loadImage reads the manifest desc names and its config.
-func (l *Layout) loadImage(ref Reference, desc ocispec.Descriptor) (*Image, error) {
-	img := &Image{Layout: l, Ref: ref, Descriptor: desc}
+func loadImage(ctx context.Context, src Source, ref Reference, desc ocispec.Descriptor) (*Image, error) {
+	img := &Image{Source: src, Ref: ref, Descriptor: desc}
 	m := &img.Manifest
-	if err := l.readJSON("manifest", desc, m); err != nil {
+	if err := readJSON(ctx, src, "manifest", desc, m); err != nil {
 		return nil, err
 	}
 	if m.SchemaVersion != 2 {
@@ -294,7 +243,7 @@ func (l *Layout) loadImage(ref Reference, desc ocispec.Descriptor) (*Image, erro
 
 	img.ConfigDescriptor = m.Config
 	c := &img.Config
-	if err := l.readJSON("config", m.Config, c); err != nil {
+	if err := readJSON(ctx, src, "config", m.Config, c); err != nil {
 		return nil, err
 	}
 	if c.RootFS.Type != "layers" {
@@ -305,6 +254,19 @@ func (l *Layout) loadImage(ref Reference, desc ocispec.Descriptor) (*Image, erro
 		img.Platform = *desc.Platform
 	}
 	return img, nil
+}
+
+// readJSON reads the small blob desc names from src, verified, and
+// decodes it into v. what names the object for messages ("manifest").
+func readJSON(ctx context.Context, src Source, what string, desc ocispec.Descriptor, v any) error {
+	data, err := src.ReadBlob(ctx, desc)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", what, err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("read %s %q: decode %q: %w", what, desc.Digest, location(src, desc.Digest), err)
+	}
+	return nil
 }
 
 // checkMediaType checks a manifest's or index's own mediaType against

@@ -256,7 +256,7 @@ func TestResolve(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			ref := dir + tc.write(t, dir)
-			img, err := Open(ref, Options{Platform: tc.platform})
+			img, err := Open(t.Context(), ref, Options{Platform: tc.platform})
 			if err != nil {
 				t.Fatalf("Open(%q, %q): %v", ref, tc.platform, err)
 			}
@@ -514,7 +514,7 @@ func TestOpenErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			ref := dir + tc.write(t, dir)
-			img, err := Open(ref, Options{Platform: tc.platform})
+			img, err := Open(t.Context(), ref, Options{Platform: tc.platform})
 			if err == nil {
 				t.Fatalf("Open(%q, %q) = %+v, want error", ref, tc.platform, img.Descriptor)
 			}

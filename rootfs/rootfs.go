@@ -72,7 +72,7 @@ type RootFS struct {
 
 // Open resolves ref and prepares its merged tree.
 func Open(ctx context.Context, ref string, opts Options) (*RootFS, error) {
-	img, err := image.Open(ref, image.Options{Platform: opts.Platform})
+	img, err := image.Open(ctx, ref, image.Options{Platform: opts.Platform})
 	if err != nil {
 		return nil, err
 	}
@@ -89,6 +89,9 @@ func Open(ctx context.Context, ref string, opts Options) (*RootFS, error) {
 // every entry (~200 ms).
 // Otherwise the indexes are loaded or built, merged, and the tree is
 // stored.
+//
+// OpenImage takes img over: the RootFS's Close closes it (and its
+// Source), and so does an OpenImage that fails.
 func OpenImage(ctx context.Context, img *image.Image, opts Options) (_ *RootFS, err error) {
 	logger := opts.Logger
 	if logger == nil {
@@ -96,6 +99,7 @@ func OpenImage(ctx context.Context, img *image.Image, opts Options) (_ *RootFS, 
 	}
 	layers, err := img.Layers()
 	if err != nil {
+		img.Close()
 		return nil, err
 	}
 	r := &RootFS{
@@ -112,7 +116,7 @@ func OpenImage(ctx context.Context, img *image.Image, opts Options) (_ *RootFS, 
 		}
 	}()
 	for i, l := range layers {
-		if r.blobs[i], err = img.Layout.OpenBlob(l.Descriptor); err != nil {
+		if r.blobs[i], err = img.Source.OpenBlob(ctx, l.Descriptor); err != nil {
 			return nil, fmt.Errorf("open layer %d: %w", i+1, err)
 		}
 	}
@@ -233,8 +237,8 @@ func (r *RootFS) ReadAt(n *overlay.Node, p []byte, off int64) (int, error) {
 	return r.readers[n.Layer].ReadAt(n.Entry, p, off)
 }
 
-// Close releases the readers, the blobs and the tree: no node or name
-// from Tree may be used afterwards.
+// Close releases the readers, the blobs, the tree and the image's
+// source: no node or name from Tree may be used afterwards.
 func (r *RootFS) Close() error {
 	var errs []error
 	for _, rd := range r.readers {
@@ -249,6 +253,9 @@ func (r *RootFS) Close() error {
 	}
 	if r.treeMap != nil {
 		errs = append(errs, r.treeMap.Close())
+	}
+	if r.Image != nil {
+		errs = append(errs, r.Image.Close())
 	}
 	return errors.Join(errs...)
 }

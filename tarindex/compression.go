@@ -29,16 +29,20 @@ func (c Compression) String() string {
 	return fmt.Sprintf("Compression(%d)", uint8(c))
 }
 
-// Docker's media type for gzip layers; image-spec media-types.md lists it
-// as interchangeable with the OCI gzip type.
-const mediaTypeDockerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+// Docker's media types for gzip and uncompressed layers; image-spec
+// media-types.md lists the gzip one as interchangeable with the OCI
+// gzip type, and docker-archives hold uncompressed layer.tar members.
+const (
+	mediaTypeDockerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+	mediaTypeDocker     = "application/vnd.docker.image.rootfs.diff.tar"
+)
 
 // CompressionOf maps a layer media type to its compression. The media
 // type is authoritative: the blob is never sniffed to choose. An unknown
 // media type is an error wrapping ErrMediaType.
 func CompressionOf(mediaType string) (Compression, error) {
 	switch mediaType {
-	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerNonDistributable: //nolint:staticcheck // deprecated but must be read
+	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerNonDistributable, mediaTypeDocker: //nolint:staticcheck // deprecated but must be read
 		return Uncompressed, nil
 	case ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerNonDistributableGzip, mediaTypeDockerGzip: //nolint:staticcheck
 		return Gzip, nil

@@ -309,6 +309,7 @@ func TestCompressionOf(t *testing.T) {
 		{"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", Gzip, false},
 		{"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd", Zstd, false},
 		{"application/vnd.docker.image.rootfs.diff.tar.gzip", Gzip, false},
+		{"application/vnd.docker.image.rootfs.diff.tar", Uncompressed, false},
 		{"application/vnd.oci.image.config.v1+json", 0, true},
 		{"", 0, true},
 	}

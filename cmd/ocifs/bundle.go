@@ -52,6 +52,7 @@ bundle needs root: the mount honours devices and setuid, and runc and
 overlayfs need it anyway.`,
 		Example: `  ocifs bundle ./layout:latest ./b && runc run -b ./b mycontainer
   ocifs bundle --writable --tty oci:./layout:v1 ./b
+  ocifs bundle oci-archive:./image.tar:v1 ./b
   ocifs bundle --rm ./b`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if f.rm {

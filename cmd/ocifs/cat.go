@@ -25,6 +25,7 @@ path fail, like ELOOP on Linux.
 
 Nothing is mounted and no root is needed.`,
 		Example: `  ocifs cat ./layout:latest /etc/os-release
+  ocifs cat ./saved.tar /etc/os-release        # docker save or oci-archive
   ocifs cat ./layout:latest /etc/passwd /etc/group | grep nobody
   ocifs cat ./layout:latest /usr/bin/app > app`,
 		Args: cobra.MinimumNArgs(2),

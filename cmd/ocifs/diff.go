@@ -31,6 +31,7 @@ layer both images share are not read). Mtimes, inode numbers and link
 counts are not compared. An image compared with itself prints nothing.
 The exit status is 0 whether or not anything differs.`,
 		Example: `  ocifs diff ./layout:v1 ./layout:v2
+  ocifs diff ./layout:v1 docker-archive:./saved.tar:@0
   ocifs diff --json ./old ./new | jq -r '.[] | select(.kind=="changed") | .path'`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {

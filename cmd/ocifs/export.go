@@ -39,6 +39,7 @@ a terminal unless you ask for it with -o -.`,
 
   # to a file
   ocifs export -o rootfs.tar ./layout:latest
+  ocifs export -o rootfs.tar docker-archive:./busybox.tar
 
   # import it into docker as a one-layer image
   ocifs export ./layout:latest | docker import - flat:latest`,

@@ -28,6 +28,7 @@ error and nothing is stored for it.
 A progress line (bytes, rate, ETA) is shown when stderr is a terminal.`,
 		Example: `  # index the image tagged latest
   ocifs index ./layout:latest
+  ocifs index oci-archive:./image.tar:latest
 
   # use a cache directory of your own (also: OCIFS_CACHE_DIR)
   ocifs index --cache-dir /var/cache/ocifs ./layout:latest`,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -54,20 +55,25 @@ the runtime settings of its config (entrypoint, cmd, env, working
 directory, user, labels) and its layers, lowest first, with media type,
 size and digest.
 
-REF is PATH, PATH:TAG, PATH@DIGEST or oci:PATH[:TAG]. For an image index
-(a multi-platform image), the manifest for --platform is shown, by
-default the one for this host.`,
+REF is a layout (PATH, PATH:TAG, PATH@DIGEST, oci:PATH[:TAG]), an
+archive (oci-archive:PATH[:TAG], docker-archive:PATH[:REPO:TAG|:@N], or
+the PATH of either) or docker://HOST/REPO[:TAG|@DIGEST]; see "ocifs
+--help". For an image index (a multi-platform image), the manifest for
+--platform is shown, by default the one for this host.`,
 		Example: `  # the only image of a layout
   ocifs inspect ./alpine
 
   # a tag, for another platform
   ocifs inspect --platform linux/arm64 oci:./alpine:3.20
 
+  # an image saved by "docker save busybox -o busybox.tar"
+  ocifs inspect docker-archive:busybox.tar:busybox:latest
+
   # the layer digests, for a script
   ocifs inspect --json ./alpine:3.20 | jq -r '.layers[].digest'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runInspect(cmd.OutOrStdout(), args[0], opts, asJSON)
+			return runInspect(cmd.Context(), cmd.OutOrStdout(), args[0], opts, asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of text")
@@ -75,11 +81,12 @@ default the one for this host.`,
 	return cmd
 }
 
-func runInspect(w io.Writer, ref string, opts image.Options, asJSON bool) error {
-	img, err := image.Open(ref, opts)
+func runInspect(ctx context.Context, w io.Writer, ref string, opts image.Options, asJSON bool) error {
+	img, err := image.Open(ctx, ref, opts)
 	if err != nil {
 		return err
 	}
+	defer img.Close()
 	layers, err := img.Layers()
 	if err != nil {
 		return err

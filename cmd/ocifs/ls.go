@@ -32,6 +32,7 @@ Nothing is mounted and no root is needed; layers not yet indexed are
 indexed (and cached) first.`,
 		Example: `  # the top of the image
   ocifs ls ./layout:latest
+  ocifs ls docker-archive:./busybox.tar:busybox:latest /bin
 
   # a long listing of /etc
   ocifs ls -l ./layout:latest /etc

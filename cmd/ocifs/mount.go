@@ -45,6 +45,8 @@ func newMountCmd() *cobra.Command {
 		Long: `mount resolves REF, loads (or builds and caches) the index of each layer,
 merges the layers and mounts the result on MOUNTPOINT. Nothing is
 unpacked: file contents are decompressed from the blobs when read.
+REF is any reference "ocifs --help" lists: a layout, an oci-archive or
+docker-archive tarball (read in place, never extracted).
 
 Like sshfs, mount returns once the filesystem is mounted and leaves a
 daemon serving it; if anything fails it prints why and exits non-zero,
@@ -73,7 +75,8 @@ once, on stderr. --log-file FILE logs to FILE instead; --syslog=false
 skips syslog.`,
 		Example: `  ocifs mount ./layout:latest /mnt/img
   ocifs mount -f --debug oci:./layout:v1 /mnt/img
-  ocifs mount --platform linux/arm64 -o allow_other ./layout /mnt/img`,
+  ocifs mount --platform linux/arm64 -o allow_other ./layout /mnt/img
+  ocifs mount docker-archive:busybox.tar:busybox:latest /mnt/img`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runMount(cmd.Context(), args[0], args[1], f)

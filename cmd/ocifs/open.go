@@ -30,7 +30,7 @@ func (f *imageFlags) register(c *cobra.Command) {
 // openRootFS opens ref's merged tree, indexing layers that are not in
 // the cache yet, with a progress line when stderr is a terminal.
 func openRootFS(cmd *cobra.Command, ref string, f imageFlags) (*rootfs.RootFS, error) {
-	img, err := image.Open(ref, image.Options{Platform: f.platform})
+	img, err := image.Open(cmd.Context(), ref, image.Options{Platform: f.platform})
 	if err != nil {
 		return nil, err
 	}
@@ -38,6 +38,7 @@ func openRootFS(cmd *cobra.Command, ref string, f imageFlags) (*rootfs.RootFS, e
 	if stderr := cmd.ErrOrStderr(); isTerminal(stderr) {
 		layers, err := img.Layers()
 		if err != nil {
+			img.Close()
 			return nil, err
 		}
 		var total int64

@@ -32,6 +32,7 @@ symlink is listed under the name it has in its layer.
 Like lstat, a symlink given as PATH is described itself (add a "/" to
 follow it). Symlinks before it are followed inside the image.`,
 		Example: `  ocifs stat ./layout:latest /etc/passwd
+  ocifs stat oci-archive:./image.tar /etc/passwd
   ocifs stat --json ./layout:latest /usr/bin/ping | jq '.xattrs'
   ocifs stat --json ./layout:latest /etc/hosts | jq '.layer.digest'`,
 		Args: cobra.ExactArgs(2),
