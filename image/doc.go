@@ -16,12 +16,18 @@
 //     checked to be a regular file of the descriptor's size.
 //   - Knowing which layer media types ocifs can read, OCI and Docker
 //     (media-types.md).
+//   - The registry Source (OpenRegistry): oras-go for the distribution
+//     protocol, bearer and basic auth and the credential stores
+//     (containers-auth.json(5), Docker's config.json and its helpers),
+//     TLS as containers-certs.d(5) lays out --cert-dir; layers read
+//     lazily with Range requests through internal/httprange.
 //
 // # What it never does
 //
 // It never decompresses or parses layer contents (that is tarindex),
-// never writes to a layout and never fetches from a registry: a blob
-// missing from the layout is an error, not a download.
+// never writes to a layout or a registry, and never downloads into a
+// layout: a blob missing from the layout is an error. It keeps no
+// cache of what a registry sends (that is the caller's).
 //
 // # Errors
 //

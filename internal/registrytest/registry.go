@@ -1,7 +1,6 @@
 package registrytest
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -17,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,19 +101,42 @@ http:
 	configPath := filepath.Join(dir, "config.yml")
 	writeFile(t, configPath, []byte(config))
 
-	var logs bytes.Buffer
+	logPath := filepath.Join(dir, "registry.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatalf("registrytest: %v", err)
+	}
+	defer logFile.Close()
+	logs := func() string {
+		data, _ := os.ReadFile(logPath)
+		return string(data)
+	}
 	cmd := exec.Command(Binary, "serve", configPath)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// docker-registry reads REGISTRY_* variables as configuration:
+	// REGISTRY_AUTH_FILE, the containers auth file, would turn into
+	// "auth: file".
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "REGISTRY_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("registrytest: start %s: %v", Binary, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-exited
-		if t.Failed() && logs.Len() > 0 {
-			t.Logf("docker-registry log:\n%s", logs.String())
+		if t.Failed() {
+			if l := logs(); l != "" {
+				t.Logf("docker-registry log:\n%s", l)
+			}
 		}
 	})
 
@@ -121,8 +144,8 @@ http:
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		select {
-		case err := <-exited:
-			t.Fatalf("registrytest: docker-registry exited: %v\n%s", err, logs.String())
+		case <-exited:
+			t.Fatalf("registrytest: docker-registry exited: %v\n%s", waitErr, logs())
 		default:
 		}
 		resp, err := client.Get(r.URL + "/v2/")
@@ -133,7 +156,7 @@ http:
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("registrytest: %s/v2/ not answering after 15s: %v\n%s", r.URL, err, logs.String())
+			t.Fatalf("registrytest: %s/v2/ not answering after 15s: %v\n%s", r.URL, err, logs())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
