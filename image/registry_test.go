@@ -126,6 +126,13 @@ func TestRegistrySource(t *testing.T) {
 			},
 		},
 		{
+			name: "TLS with a client certificate",
+			reg:  registrytest.Options{TLS: true, ClientCert: true},
+			opts: func(_ *testing.T, reg *registrytest.Registry) RegistryOptions {
+				return RegistryOptions{CertDir: reg.CertDir}
+			},
+		},
+		{
 			name: "TLS unverified",
 			reg:  registrytest.Options{TLS: true},
 			opts: func(*testing.T, *registrytest.Registry) RegistryOptions {
@@ -359,6 +366,20 @@ func TestRegistryReadBlobChecks(t *testing.T) {
 				t.Errorf("ReadBlob(%+v) = %v, want %v", tc.desc, err, tc.wantErr)
 			}
 		})
+	}
+
+	// A proxy that changes one byte of every body, headers intact.
+	proxy := registrytest.NewFaultProxy(t, reg.URL, registrytest.ProxyOptions{})
+	proxy.SetLie(registrytest.LieCorrupt)
+	ref := img.ref
+	ref.Path = proxy.Host + strings.TrimPrefix(ref.Path, reg.Host)
+	bad, err := OpenRegistry(ctx, ref, RegistryOptions{SkipTLSVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if _, err := bad.ReadBlob(ctx, m.Config); !errors.Is(err, ErrDigestMismatch) {
+		t.Errorf("ReadBlob(config) through a corrupting proxy = %v, want ErrDigestMismatch", err)
 	}
 }
 

@@ -41,6 +41,9 @@ const (
 	// LiePartialAs200 answers a 206's part with status 200 and no
 	// Content-Range, as if the part were the whole blob.
 	LiePartialAs200
+	// LieCorrupt flips the bits of the first byte of every body, all
+	// headers kept: only a digest check can tell.
+	LieCorrupt
 )
 
 // FaultProxy is a reverse proxy to one upstream server whose faults are
@@ -327,7 +330,26 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	p.copyBody(w, resp.Body, limit, drop, dropAfter)
+	body := io.Reader(resp.Body)
+	if lie == LieCorrupt {
+		body = &corruptReader{r: body}
+	}
+	p.copyBody(w, body, limit, drop, dropAfter)
+}
+
+// corruptReader flips the first byte it reads.
+type corruptReader struct {
+	r    io.Reader
+	done bool
+}
+
+func (c *corruptReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 && !c.done {
+		p[0] ^= 0xff
+		c.done = true
+	}
+	return n, err
 }
 
 // copyBody sends body to w at the link's rate, stopping after limit

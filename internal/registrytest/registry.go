@@ -34,6 +34,9 @@ type Options struct {
 	TLS bool
 	// User and Password, if User is set, require htpasswd (basic) auth.
 	User, Password string
+	// ClientCert (with TLS) requires a client certificate signed by the
+	// registry's CA; CertDir gets client.cert and client.key.
+	ClientCert bool
 }
 
 // Registry is a running docker-registry.
@@ -69,11 +72,14 @@ func Start(t testing.TB, opts Options) *Registry {
 	if opts.TLS {
 		scheme = "https"
 		r.CertDir = filepath.Join(dir, "certs")
-		cert, key := writeCert(t, r.CertDir)
+		cert, key := writeCert(t, r.CertDir, opts.ClientCert)
 		r.CAs = x509.NewCertPool()
 		pemData, _ := os.ReadFile(filepath.Join(r.CertDir, "ca.crt"))
 		r.CAs.AppendCertsFromPEM(pemData)
 		tlsConf = fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", cert, key)
+		if opts.ClientCert {
+			tlsConf += fmt.Sprintf("    clientcas:\n      - %s\n", filepath.Join(r.CertDir, "ca.crt"))
+		}
 	}
 	if opts.User != "" {
 		hash, err := bcrypt.GenerateFromPassword([]byte(opts.Password), bcrypt.MinCost)
@@ -173,6 +179,9 @@ func (r *Registry) Transport() *http.Transport {
 	tr := &http.Transport{DisableCompression: true}
 	if r.CAs != nil {
 		tr.TLSClientConfig = &tls.Config{RootCAs: r.CAs}
+		if c, err := tls.LoadX509KeyPair(filepath.Join(r.CertDir, "client.cert"), filepath.Join(r.CertDir, "client.key")); err == nil {
+			tr.TLSClientConfig.Certificates = []tls.Certificate{c}
+		}
 	}
 	return tr
 }
@@ -228,8 +237,9 @@ func freePort(t testing.TB) int {
 
 // writeCert writes a self-signed CA certificate valid for 127.0.0.1
 // and localhost into dir as ca.crt, and the server's copy and key
-// outside it; it returns the server's certificate and key paths.
-func writeCert(t testing.TB, dir string) (certPath, keyPath string) {
+// outside it; it returns the server's certificate and key paths. With
+// client, it also writes client.cert and client.key, signed by the CA.
+func writeCert(t testing.TB, dir string, client bool) (certPath, keyPath string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -241,7 +251,7 @@ func writeCert(t testing.TB, dir string) (certPath, keyPath string) {
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
@@ -264,6 +274,34 @@ func writeCert(t testing.TB, dir string) (certPath, keyPath string) {
 	keyPath = filepath.Join(filepath.Dir(dir), "server.key")
 	writeFile(t, certPath, certPEM)
 	writeFile(t, keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	if client {
+		ca, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatalf("registrytest: parse certificate: %v", err)
+		}
+		ckey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatalf("registrytest: generate key: %v", err)
+		}
+		ctmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(time.Now().UnixNano() + 1),
+			Subject:      pkix.Name{CommonName: "registrytest client"},
+			NotBefore:    time.Now().Add(-time.Hour),
+			NotAfter:     time.Now().Add(24 * time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}
+		cder, err := x509.CreateCertificate(rand.Reader, ctmpl, ca, &ckey.PublicKey, key)
+		if err != nil {
+			t.Fatalf("registrytest: create client certificate: %v", err)
+		}
+		ckeyDER, err := x509.MarshalECPrivateKey(ckey)
+		if err != nil {
+			t.Fatalf("registrytest: marshal key: %v", err)
+		}
+		writeFile(t, filepath.Join(dir, "client.cert"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cder}))
+		writeFile(t, filepath.Join(dir, "client.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: ckeyDER}))
+	}
 	return certPath, keyPath
 }
 
