@@ -1,6 +1,7 @@
 package image
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -77,6 +78,10 @@ type RegistryOptions struct {
 	// not verified, and a registry that speaks plain HTTP is read over
 	// HTTP.
 	SkipTLSVerify bool
+	// ResponseTimeout bounds the wait for a registry's answer to a
+	// manifest or config request; zero is 15 s. A host that accepts
+	// connections but never answers fails after it, not retried.
+	ResponseTimeout time.Duration
 	// Range tunes blob reads (retries, waits, concurrency per host).
 	Range httprange.Options
 	// Logger gets retries and fallbacks; nil logs nothing.
@@ -116,14 +121,13 @@ func OpenRegistry(ctx context.Context, ref Reference, opts RegistryOptions) (Sou
 	}
 	dialer := &net.Dialer{Timeout: registryDialTimeout, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
-		TLSClientConfig:       tlsConf,
-		TLSHandshakeTimeout:   registryDialTimeout,
-		ResponseHeaderTimeout: 30 * time.Second,
-		MaxIdleConnsPerHost:   16,
-		IdleConnTimeout:       90 * time.Second,
-		ForceAttemptHTTP2:     true,
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         dialer.DialContext,
+		TLSClientConfig:     tlsConf,
+		TLSHandshakeTimeout: registryDialTimeout,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   true,
 		// Blobs are compressed already, and a transparently gunzipped
 		// body would not match the ranges asked for.
 		DisableCompression: true,
@@ -137,7 +141,9 @@ func OpenRegistry(ctx context.Context, ref Reference, opts RegistryOptions) (Sou
 	// Manifests and configs are small: oras-go's retrying transport
 	// (5xx, 429, resets) suffices, but a host that does not answer is
 	// not dialled again and again.
-	metaTransport := retry.NewTransport(transport)
+	metaBase := transport.Clone()
+	metaBase.ResponseHeaderTimeout = cmp.Or(opts.ResponseTimeout, 15*time.Second)
+	metaTransport := retry.NewTransport(metaBase)
 	metaTransport.Policy = func() retry.Policy { return registryRetryPolicy }
 	metaClient := &auth.Client{
 		Client:     &http.Client{Transport: metaTransport, Timeout: 2 * time.Minute},
@@ -159,7 +165,7 @@ func OpenRegistry(ctx context.Context, ref Reference, opts RegistryOptions) (Sou
 		MaxMetadataBytes:   maxJSONBlob,
 	}
 	if opts.SkipTLSVerify {
-		repo.PlainHTTP = speaksPlainHTTP(ctx, &http.Client{Transport: transport, Timeout: registryDialTimeout}, rref.Host())
+		repo.PlainHTTP = speaksPlainHTTP(ctx, &http.Client{Transport: metaBase, Timeout: registryDialTimeout}, rref.Host())
 		if repo.PlainHTTP && opts.Logger != nil {
 			opts.Logger.Info("registry speaks plain HTTP", "host", rref.Host())
 		}
@@ -185,11 +191,13 @@ func OpenRegistry(ctx context.Context, ref Reference, opts RegistryOptions) (Sou
 }
 
 // registryRetryPolicy retries metadata requests like oras-go's default,
-// but not a dial that timed out: that host is unreachable.
+// but not a dial or an answer that timed out: that host is unreachable
+// or hanging, and retrying would multiply the wait.
 var registryRetryPolicy = &retry.GenericPolicy{
 	Retryable: func(resp *http.Response, err error) (bool, error) {
 		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
+		var ne net.Error
+		if (errors.As(err, &op) && op.Op == "dial") || (errors.As(err, &ne) && ne.Timeout()) {
 			return false, err
 		}
 		return retry.DefaultPredicate(resp, err)
@@ -215,7 +223,22 @@ func speaksPlainHTTP(ctx context.Context, client *http.Client, host string) bool
 		resp.Body.Close()
 		return nil
 	}
-	return ping("https") != nil && ping("http") == nil
+	err := ping("https")
+	if err == nil {
+		return false
+	}
+	if isPlainHTTPAnswer(err) {
+		return true
+	}
+	return ping("http") == nil
+}
+
+// isPlainHTTPAnswer reports whether err is a TLS handshake answered in
+// plain HTTP. net/http turns the tls.RecordHeaderError into a plain
+// error string.
+func isPlainHTTPAnswer(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.As(err, &rh) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
 
 // registryTLSConfig builds the TLS configuration for host from
@@ -417,7 +440,9 @@ func (r *Registry) name(ref Reference) string {
 // says what to do about it.
 func (r *Registry) explain(err error) error {
 	host := r.ref.Registry
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	// net/http's timeouts also match context.DeadlineExceeded: only
+	// a cancel is passed on as it is.
+	if errors.Is(err, context.Canceled) {
 		return err
 	}
 	if errors.Is(err, auth.ErrBasicCredentialNotFound) {
@@ -435,9 +460,7 @@ func (r *Registry) explain(err error) error {
 	if errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) {
 		return fmt.Errorf("%w: %s: %w (trust it with --cert-dir DIR holding its ca.crt, or skip the check with --tls-verify=false)", ErrUntrustedCertificate, host, innermost(err))
 	}
-	// net/http turns tls.RecordHeaderError into a plain error string.
-	var rh tls.RecordHeaderError
-	if errors.As(err, &rh) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+	if isPlainHTTPAnswer(err) {
 		return fmt.Errorf("%w: %s speaks plain HTTP, not HTTPS (use --tls-verify=false)", ErrUnreachable, host)
 	}
 	var op *net.OpError
