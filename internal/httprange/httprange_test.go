@@ -107,6 +107,7 @@ func TestReadAtFaults(t *testing.T) {
 		{name: "down, hanging", fault: func(p *registrytest.FaultProxy) { p.Down(registrytest.Hang) }, wantErr: ErrGaveUp},
 		{name: "wrong Content-Range", fault: func(p *registrytest.FaultProxy) { p.SetLie(registrytest.LieContentRange) }, wantErr: ErrBadResponse},
 		{name: "short body", fault: func(p *registrytest.FaultProxy) { p.SetLie(registrytest.LieShortBody) }, wantErr: ErrGaveUp},
+		{name: "body longer than its range", fault: func(p *registrytest.FaultProxy) { p.SetLie(registrytest.LieLongBody) }, wantErr: ErrBadResponse},
 		{name: "part as 200", fault: func(p *registrytest.FaultProxy) { p.SetLie(registrytest.LiePartialAs200) }, wantErr: ErrBadResponse},
 	}
 	for _, tc := range tests {

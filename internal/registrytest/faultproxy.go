@@ -44,6 +44,9 @@ const (
 	// LieCorrupt flips the bits of the first byte of every body, all
 	// headers kept: only a digest check can tell.
 	LieCorrupt
+	// LieLongBody sends one byte more than a 206's Content-Range says,
+	// without Content-Length.
+	LieLongBody
 )
 
 // FaultProxy is a reverse proxy to one upstream server whose faults are
@@ -317,14 +320,18 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusOK
 		}
 	}
+	extra := lie == LieLongBody && status == http.StatusPartialContent
+	if extra {
+		h.Del("Content-Length")
+	}
 	if lie == LieShortBody && (status == http.StatusOK || status == http.StatusPartialContent) && resp.ContentLength > 0 {
 		h.Del("Content-Length")
 		limit = resp.ContentLength / 2
 	}
 	w.WriteHeader(status)
-	if limit >= 0 {
+	if limit >= 0 || extra {
 		// Sent now, the headers have no Content-Length: the body is
-		// chunked and its early end looks complete.
+		// chunked and its wrong end looks right.
 		http.NewResponseController(w).Flush()
 	}
 	if r.Method == http.MethodHead {
@@ -333,6 +340,9 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	body := io.Reader(resp.Body)
 	if lie == LieCorrupt {
 		body = &corruptReader{r: body}
+	}
+	if extra {
+		body = io.MultiReader(body, strings.NewReader("!"))
 	}
 	p.copyBody(w, body, limit, drop, dropAfter)
 }
