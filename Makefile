@@ -25,7 +25,7 @@ build:
 # deps installs the Debian packages the tests, the demo and the
 # benchmarks use. It needs root (or sudo) and reaches only Debian's
 # archive.
-APT_PACKAGES := gcc libc6-dev fuse3 umoci skopeo runc busybox-static tar gzip zstd util-linux
+APT_PACKAGES := gcc libc6-dev fuse3 umoci skopeo runc busybox-static tar gzip zstd util-linux docker-registry
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
 		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

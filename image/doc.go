@@ -24,13 +24,18 @@
 //     docker-archive's manifest.json mapped to made-up manifests.
 //   - Knowing which layer media types ocifs can read, OCI and Docker
 //     (media-types.md).
+//   - The registry Source (OpenRegistry): oras-go for the distribution
+//     protocol, bearer and basic auth and the credential stores
+//     (containers-auth.json(5), Docker's config.json and its helpers),
+//     TLS as containers-certs.d(5) lays out --cert-dir; layers read
+//     lazily with Range requests through internal/httprange.
 //
 // # What it never does
 //
 // It never decompresses or parses layer contents (that is tarindex),
-// never writes to a layout or an archive, never extracts an archive,
-// and its layouts and archives never fetch: a blob missing from them is
-// an error, not a download.
+// never writes to a layout, an archive or a registry, never extracts an
+// archive, and its layouts and archives never fetch: a blob missing from
+// them is an error, not a download.
 //
 // # Errors
 //
