@@ -115,7 +115,12 @@
 //     directory starts empty: layer.md "Whiteouts", "Whiteout files MUST
 //     only apply to resources in lower/parent layers"), an entry under
 //     it lands in it, and a hardlink into it finds only what the layer
-//     put there before the link. That is the tree umoci leaves for a
+//     put there before the link. The layer's own symlinks are followed,
+//     also out of a directory it made anew, and so is a symlink it
+//     hardlinks (link(2) links the symlink itself). A name the layer
+//     spells through a parent it changed in between (a directory, then
+//     a symlink) is not the entry of that spelling, which landed in the
+//     old directory. That is the tree umoci leaves for a
 //     tar in the usual order (a directory before what is in it) and the
 //     one an overlayfs stack of the unpacked layers shows; `RUN rm /l &&
 //     mkdir /l` over a symlink l makes the shape, and a merged-usr base

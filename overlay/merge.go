@@ -435,15 +435,41 @@ func (m *merger) ownNames() *ownNames {
 
 // at returns the layer's entry name means at index pos, or nil.
 func (o *ownNames) at(name string, pos int) *tarindex.Entry {
+	if i := o.index(name, pos); i >= 0 {
+		return &o.entries[i]
+	}
+	return nil
+}
+
+func (o *ownNames) index(name string, pos int) int {
 	i, ok := o.first[name]
 	if !ok {
-		return nil
+		return -1
 	}
 	if all := o.dups[name]; all != nil {
 		// The last index before pos, or the first.
 		j, _ := slices.BinarySearch(all, int32(pos))
 		if j > 0 {
 			i = all[j-1]
+		}
+	}
+	return int(i)
+}
+
+// spelled is at for a name as a path spells it after a symlink was
+// followed on the way: the entry of that name landed at the place the
+// path reaches only if every parent of the name meant, when the entry
+// was placed, what it means at pos. A parent that the layer made a
+// directory, then a symlink (or the reverse), moved the entry
+// elsewhere.
+func (o *ownNames) spelled(name string, pos int) *tarindex.Entry {
+	i := o.index(name, pos)
+	if i < 0 {
+		return nil
+	}
+	for j := range len(name) {
+		if name[j] == '/' && o.index(name[:j], i) != o.index(name[:j], pos) {
+			return nil
 		}
 	}
 	return &o.entries[i]
@@ -492,7 +518,8 @@ func (m *merger) whiteoutDir(dir string) (*mnode, error) {
 	defer func() { m.scratch = frames[:0] }()
 	links := 0
 	// rest ends with the part of dir not yet consumed, dirLeft bytes
-	// long; symlink targets are put before it.
+	// long; symlink targets are put before it. A frame with a nil node
+	// is a directory of the layer's own with nothing lower in it.
 	rest, dirLeft := dir, len(dir)
 	for rest != "" {
 		fromDir := len(rest) <= dirLeft
@@ -511,35 +538,55 @@ func (m *merger) whiteoutDir(dir string) (*mnode, error) {
 		e := own.at(framesPath(append(frames, frame{name: comp})), m.pos)
 		if e == nil && fromDir && links > 0 {
 			// dir itself is clean: its prefixes are names as the
-			// layer spells them.
-			e = own.at(strings.TrimSuffix(dir[:len(dir)-len(rest)], "/"), m.pos)
+			// layer spells them, which is where the layer's entries
+			// of those names landed if their own parents resolved
+			// then as they do now.
+			e = own.spelled(strings.TrimSuffix(dir[:len(dir)-len(rest)], "/"), m.pos)
 		}
 		if fromDir {
 			dirLeft = len(rest)
+		}
+		var lower *mnode
+		if top != nil {
+			lower = top.lookup(comp)
 		}
 		var target string
 		switch {
 		case e != nil && e.Type == typeSymlink:
 			target = e.Linkname
-		case e != nil:
-			n := top.lookup(comp)
-			if n == nil || !n.isDir() {
-				// The layer replaces a lower non-directory, symlinks
-				// included: nothing lower is under its entry.
+		case e != nil && e.Type == tar.TypeLink:
+			// The layer links name to a node of the lower tree: a
+			// symlink is followed as the name's own.
+			n := m.lowerNode(cleanName(e.Linkname))
+			if n == nil || !n.isSymlink() {
 				return nil, nil
-			}
-			frames = append(frames, frame{node: n, name: comp})
-			continue
-		default:
-			n := top.lookup(comp)
-			switch {
-			case n == nil || (!n.isDir() && !n.isSymlink()):
-				return nil, nil
-			case n.isDir():
-				frames = append(frames, frame{node: n, name: comp})
-				continue
 			}
 			target = n.entry.Linkname
+		case e != nil:
+			if lower == nil || !lower.isDir() {
+				if e.Type != typeDir {
+					return nil, nil
+				}
+				// The layer's directory replaces a lower non-directory,
+				// symlinks included, or is new: nothing lower is in
+				// it, but the layer's own symlinks below may lead out.
+				lower = nil
+			}
+			// Over a lower directory, any entry replaces it only when
+			// pass 2 reaches it, so the whiteout acts on the lower
+			// directory (which only the layer's hardlinks placed
+			// before that entry can tell).
+			frames = append(frames, frame{node: lower, name: comp})
+			continue
+		default:
+			switch {
+			case lower == nil || (!lower.isDir() && !lower.isSymlink()):
+				return nil, nil
+			case lower.isDir():
+				frames = append(frames, frame{node: lower, name: comp})
+				continue
+			}
+			target = lower.entry.Linkname
 		}
 		links++
 		if links > maxSymlinks {
@@ -555,6 +602,23 @@ func (m *merger) whiteoutDir(dir string) (*mnode, error) {
 		}
 	}
 	return frames[len(frames)-1].node, nil
+}
+
+// lowerNode returns the node name (cleaned) names in the tree as it
+// stands, its last component not followed, or nil.
+func (m *merger) lowerNode(name string) *mnode {
+	if name == "." {
+		return m.root
+	}
+	dir, base := splitName(name)
+	frames, err := m.resolve(dir, nil)
+	if err != nil {
+		return nil
+	}
+	if d := frames[len(frames)-1].node; d != nil && d.isDir() {
+		return d.lookup(base)
+	}
+	return nil
 }
 
 func (m *merger) add(e *tarindex.Entry) error {
@@ -778,13 +842,14 @@ func (m *merger) resolve(p string, frames []frame) ([]frame, error) {
 }
 
 // ownReplaces reports whether the layer being applied has an entry
-// named name (cleaned) other than a symlink, which replaces whatever
-// a lower layer left there, building the layer's name map the first time
+// named name (cleaned) other than a symlink or a hardlink (which may
+// link a symlink), which replaces whatever a lower layer left there,
+// building the layer's name map the first time
 // it is asked: only layers that meet a lower symlink on a parent path
 // pay for it.
 func (m *merger) ownReplaces(name string) bool {
-	e := m.ownNames().at(name, m.pos)
-	return e != nil && e.Type != typeSymlink
+	e := m.ownNames().spelled(name, m.pos)
+	return e != nil && e.Type != typeSymlink && e.Type != tar.TypeLink
 }
 
 // linkTarget finds the node a hardlink's (cleaned) Linkname names now.

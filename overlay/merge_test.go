@@ -653,6 +653,20 @@ func TestOwnDirectoryOverLowerSymlink(t *testing.T) {
 		{"file over a lower symlink", [][]tarindex.Entry{
 			lower, l(file("l"), wh("l", "x")),
 		}, map[string]string{"d": "d0", "d/x": "f0", "d/z": "f0", "l": "f1"}},
+		// The three below were found by the model test; umoci 0.4.7
+		// leaves these trees.
+		{"whiteout through a hardlinked symlink", [][]tarindex.Entry{
+			l(dir("d"), file("d/g"), file("d/k"), sym("s", "d")), l(link("h", "s"), wh("h", "g")),
+		}, map[string]string{"d": "d0", "d/k": "f0", "s": "l0->d", "h": "l0->d"}},
+		{"entry through a hardlinked symlink", [][]tarindex.Entry{
+			l(dir("d"), sym("s", "d")), l(link("h", "s"), file("h/x")),
+		}, map[string]string{"d": "d0", "d/x": "f1", "s": "l0->d", "h": "l0->d"}},
+		{"entry moved by its parent becoming a symlink", [][]tarindex.Entry{
+			l(dir("b"), sym("b/b", "c")), l(dir("a"), dir("a/b"), sym("a", "../b"), file("a/b/g")),
+		}, map[string]string{"a": "l1->../b", "b": "d0", "b/b": "l0->c", "b/c": "d-", "b/c/g": "f1"}},
+		{"whiteout through a symlink in a new directory", [][]tarindex.Entry{
+			l(dir("d"), file("d/x"), file("d/y")), l(dir("c"), sym("c/l", "../d"), wh("c/l", "x")),
+		}, map[string]string{"c": "d1", "c/l": "l1->../d", "d": "d0", "d/y": "f0"}},
 		{"entry under a file that replaces a lower symlink", [][]tarindex.Entry{
 			lower, l(file("l/y"), file("l")),
 		}, map[string]string{"d": "d0", "d/x": "f0", "d/z": "f0", "l": "f1"}},
