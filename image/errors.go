@@ -33,9 +33,6 @@ var (
 	// package refuses to read (a member outside the archive, duplicate
 	// members, a truncated tar, a sparse member).
 	ErrBadArchive = errors.New("image: invalid image archive")
-	// ErrNoRegistry: the reference names a registry (docker://) and
-	// no registry source is built in.
-	ErrNoRegistry = errors.New("image: registry sources are not supported")
 	// ErrUnknownTransport: a Reference's Transport is none of the
 	// Transport* constants.
 	ErrUnknownTransport = errors.New("image: unknown transport")

@@ -47,7 +47,7 @@ func OpenSource(ctx context.Context, ref Reference, opts Options) (Source, error
 		}
 		return a, nil
 	case TransportRegistry:
-		return nil, fmt.Errorf("open %q: %w", ref.String(), ErrNoRegistry)
+		return OpenRegistry(ctx, ref, opts.Registry)
 	}
 	return nil, fmt.Errorf("open %q: %w %q", ref.String(), ErrUnknownTransport, ref.Transport)
 }

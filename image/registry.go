@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ocifs/ocifs/internal/blobcache"
 	"github.com/ocifs/ocifs/internal/httprange"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/errdef"
@@ -86,6 +87,10 @@ type RegistryOptions struct {
 	Range httprange.Options
 	// Logger gets retries and fallbacks; nil logs nothing.
 	Logger *slog.Logger
+	// Cache, if set, keeps what is read of the registry's blobs on
+	// disk (blobcache), so that no byte is fetched twice; nil fetches
+	// every read.
+	Cache *blobcache.Cache
 }
 
 // Registry is a Source reading one repository of a registry through the
@@ -417,6 +422,9 @@ func (r *Registry) OpenBlob(ctx context.Context, desc ocispec.Descriptor) (Blob,
 	b, err := httprange.New(r.ctx, r.blobDo, r.blobURL+desc.Digest.String(), desc.Size, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open blob %q: %w", desc.Digest, err)
+	}
+	if r.opts.Cache != nil {
+		return r.opts.Cache.Wrap(desc.Digest, b), nil
 	}
 	return b, nil
 }

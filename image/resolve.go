@@ -23,6 +23,10 @@ type Options struct {
 	// platform: its files can be read on any host. A Platform given
 	// explicitly must match.
 	Platform string
+	// Registry tunes how a docker:// reference is read (credentials,
+	// certificates, the cache of fetched ranges); other sources
+	// ignore it.
+	Registry RegistryOptions
 }
 
 // Image is one resolved image: a manifest, its config and its layer
