@@ -3,9 +3,13 @@ package tarindex
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
+	"log/slog"
+	"os"
 	"runtime"
 
 	"github.com/klauspost/compress/flate"
@@ -73,4 +77,37 @@ func (ix *Index) window(seg int) ([]byte, error) {
 // Index does; Cache.Repaired, when set, is told.
 func (c *Cache) Verify(ctx context.Context, blob io.ReaderAt, desc ocispec.Descriptor, opts BuildOptions) (*Index, error) {
 	return c.get(ctx, blob, desc, opts, Verify)
+}
+
+// Drop removes the cached index of desc if the file there fails Verify:
+// for a caller whose reads met damage that the checks made at load did
+// not see (a window, under a mount), so that the next load rebuilds it
+// instead of meeting the same damage. A file that passes, maybe one
+// another process has just rebuilt, is kept. It reports whether it
+// removed the file.
+func (c *Cache) Drop(desc ocispec.Descriptor) (bool, error) {
+	p, err := c.Path(desc)
+	if err != nil {
+		return false, err
+	}
+	f, err := cachefile.Map(p, cachefile.MapOptions{})
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("drop cached index: %w", err)
+	}
+	err = cachefile.CatchFault(func() error {
+		_, err := Verify(f.Bytes())
+		return err
+	})
+	f.Close()
+	if err == nil {
+		return false, nil
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("drop cached index: %w", err)
+	}
+	c.log(slog.LevelInfo, "dropped damaged cached index", "path", p, "reason", err)
+	return true, nil
 }

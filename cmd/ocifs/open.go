@@ -30,11 +30,17 @@ func (f *imageFlags) register(c *cobra.Command) {
 // openRootFS opens ref's merged tree, indexing layers that are not in
 // the cache yet, with a progress line when stderr is a terminal.
 func openRootFS(cmd *cobra.Command, ref string, f imageFlags) (*rootfs.RootFS, error) {
+	return openRootFSWith(cmd, ref, f, rootfs.Options{})
+}
+
+// openRootFSWith is openRootFS with more options; f sets the platform
+// and the cache directory.
+func openRootFSWith(cmd *cobra.Command, ref string, f imageFlags, opts rootfs.Options) (*rootfs.RootFS, error) {
 	img, err := image.Open(ref, image.Options{Platform: f.platform})
 	if err != nil {
 		return nil, err
 	}
-	opts := rootfs.Options{Platform: f.platform, CacheDir: f.cacheDir}
+	opts.Platform, opts.CacheDir = f.platform, f.cacheDir
 	if stderr := cmd.ErrOrStderr(); isTerminal(stderr) {
 		layers, err := img.Layers()
 		if err != nil {
