@@ -17,6 +17,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/ocifs/ocifs/image"
 	"github.com/ocifs/ocifs/overlay"
 	"github.com/ocifs/ocifs/rootfs"
 )
@@ -99,8 +100,10 @@ type Mounter interface {
 type CreateOptions struct {
 	Platform string // "os/arch[/variant]"; empty means the host's
 	CacheDir string // index cache; empty means the default
-	TTY      bool   // see Options.TTY
-	Writable bool   // a kernel overlayfs over the image, upper and work in DIR/.ocifs
+	// Registry tunes how a docker:// reference is read.
+	Registry image.RegistryOptions
+	TTY      bool // see Options.TTY
+	Writable bool // a kernel overlayfs over the image, upper and work in DIR/.ocifs
 	Mounter  Mounter
 	Logger   *slog.Logger // nil discards
 }
@@ -282,7 +285,7 @@ func checkDir(dir string) (string, bool, error) {
 // convert reads the image config and, through the layer indexes, the
 // image's /etc/passwd and /etc/group, and converts.
 func convert(ctx context.Context, ref string, opts CreateOptions) (*specs.Spec, error) {
-	r, err := rootfs.Open(ctx, ref, rootfs.Options{Platform: opts.Platform, CacheDir: opts.CacheDir, Logger: opts.Logger})
+	r, err := rootfs.Open(ctx, ref, rootfs.Options{Platform: opts.Platform, CacheDir: opts.CacheDir, Registry: opts.Registry, Logger: opts.Logger})
 	if err != nil {
 		return nil, err // rootfs says which layout and image
 	}

@@ -7,7 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifs/ocifs/image"
 	"github.com/ocifs/ocifs/internal/cachefile"
@@ -17,7 +22,9 @@ import (
 
 // Options tunes Open. The zero value works.
 type Options struct {
-	Platform string       // "os/arch[/variant]"; empty means the host's
+	Platform string // "os/arch[/variant]"; empty means the host's
+	// Registry tunes how a docker:// reference is read.
+	Registry image.RegistryOptions
 	CacheDir string       // index cache; empty means tarindex.DefaultCacheDir
 	Logger   *slog.Logger // nil discards
 
@@ -39,6 +46,40 @@ type Options struct {
 	// later Open without LazyTree (ocifs index) finds it and repairs
 	// the cache.
 	LazyTree bool
+
+	// Verify checks every byte of every cache file Open uses before
+	// trusting it, instead of what a mount needs: the layer indexes
+	// with tarindex.Verify (every window inflated and checked, the
+	// entries decoded), the merged tree with overlay.Decode (LazyTree
+	// is then ignored). A file that fails is rebuilt and replaced, as
+	// one that fails the usual checks is. For `ocifs index`, which
+	// repairs the cache ahead of a mount.
+	Verify bool
+
+	// Repaired, when set, is told of each cache file that was there
+	// but unusable and has been rebuilt and replaced. Calls may come
+	// from several goroutines at once.
+	Repaired func(Repair)
+}
+
+// Repair is a cache file Open found unusable, rebuilt and replaced.
+type Repair struct {
+	// Layer is the 1-based number of the layer whose index was
+	// repaired (the lowest, if the stack lists its blob twice); 0 for
+	// the merged tree.
+	Layer  int
+	Digest digest.Digest // the layer's blob digest; empty for the tree
+	Path   string        // the cache file
+	Reason error         // what was wrong with it
+}
+
+// String describes r as `ocifs index` reports it: "index of layer 2
+// (sha256:...): reason", or "merged tree (path): reason".
+func (r Repair) String() string {
+	if r.Layer == 0 {
+		return fmt.Sprintf("merged tree (%s): %v", r.Path, r.Reason)
+	}
+	return fmt.Sprintf("index of layer %d (%s): %v", r.Layer, r.Digest, r.Reason)
 }
 
 // The decompressed chunks the layers' readers keep are bounded by
@@ -67,12 +108,14 @@ type RootFS struct {
 	chunks  *tarindex.ChunkCache // shared by readers
 	blobs   []image.Blob         // one per layer
 	cache   *tarindex.Cache
+	trees   *treeCache
 	treeMap *cachefile.Mapping // holds Tree when it came from the cache
+	dropped []atomic.Bool      // per layer: a read met index damage, the file was dealt with
 }
 
 // Open resolves ref and prepares its merged tree.
 func Open(ctx context.Context, ref string, opts Options) (*RootFS, error) {
-	img, err := image.Open(ctx, ref, image.Options{Platform: opts.Platform})
+	img, err := image.Open(ctx, ref, image.Options{Platform: opts.Platform, Registry: opts.Registry})
 	if err != nil {
 		return nil, err
 	}
@@ -109,6 +152,14 @@ func OpenImage(ctx context.Context, img *image.Image, opts Options) (_ *RootFS, 
 		readers: make([]*tarindex.Reader, len(layers)),
 		blobs:   make([]image.Blob, len(layers)),
 		cache:   &tarindex.Cache{Dir: opts.CacheDir, Logger: logger},
+		dropped: make([]atomic.Bool, len(layers)),
+	}
+	if opts.Repaired != nil {
+		r.cache.Repaired = func(desc ocispec.Descriptor, reason error) {
+			i := slices.IndexFunc(layers, func(l image.Layer) bool { return l.Descriptor.Digest == desc.Digest })
+			p, _ := r.cache.Path(desc)
+			opts.Repaired(Repair{Layer: i + 1, Digest: desc.Digest, Path: p, Reason: reason})
+		}
 	}
 	defer func() {
 		if err != nil {
@@ -120,17 +171,19 @@ func OpenImage(ctx context.Context, img *image.Image, opts Options) (_ *RootFS, 
 			return nil, fmt.Errorf("open layer %d: %w", i+1, err)
 		}
 	}
-	trees := &treeCache{dir: r.cache.Dir, logger: logger, lazy: opts.LazyTree}
+	trees := &treeCache{dir: r.cache.Dir, logger: logger, lazy: opts.LazyTree && !opts.Verify}
+	r.trees = trees
 	if trees.dir == "" {
 		trees.dir = tarindex.DefaultCacheDir()
 	}
 	// Check the cached tree while the layers' access points load, as
 	// if it were there (it usually is): on two cores the two overlap.
 	var tree *overlay.Tree
+	var treeReason error // why a cached tree was unusable
 	loaded := make(chan struct{})
 	go func() {
 		defer close(loaded)
-		tree, r.treeMap = trees.load(layers)
+		tree, r.treeMap, treeReason = trees.load(layers)
 	}()
 	err = r.index(ctx, opts)
 	<-loaded
@@ -155,6 +208,9 @@ func OpenImage(ctx context.Context, img *image.Image, opts Options) (_ *RootFS, 
 			return nil, fmt.Errorf("merge layers of %s: %w", img.Ref, err)
 		}
 		if trees.store(layers, tree) {
+			if treeReason != nil && opts.Repaired != nil {
+				opts.Repaired(Repair{Path: trees.path(layers), Reason: treeReason})
+			}
 			// The tree holds all a mount needs, and the cache the
 			// entries if anyone asks (Entries): a daemon need not
 			// keep ~140 bytes per entry for its lifetime.
@@ -194,7 +250,11 @@ func (r *RootFS) index(ctx context.Context, opts Options) error {
 			if opts.Progress != nil {
 				bo.Progress = func(n int64) { opts.Progress(i, n) }
 			}
-			ix, err := r.cache.Access(ctx, r.blobs[i], l.Descriptor, bo)
+			get := r.cache.Access
+			if opts.Verify {
+				get = r.cache.Verify
+			}
+			ix, err := get(ctx, r.blobs[i], l.Descriptor, bo)
 			if err != nil {
 				cancel(fmt.Errorf("layer %d: %w", i+1, err))
 				return
@@ -234,7 +294,14 @@ func (r *RootFS) ReadAt(n *overlay.Node, p []byte, off int64) (int, error) {
 	if n.Layer < 0 || n.Entry == nil || n.Entry.Type != tar.TypeReg {
 		return 0, fmt.Errorf("read node %d: %w", n.ID, ErrNotRegular)
 	}
-	return r.readers[n.Layer].ReadAt(n.Entry, p, off)
+	k, err := r.readers[n.Layer].ReadAt(n.Entry, p, off)
+	if errors.Is(err, tarindex.ErrCorrupt) && !r.dropped[n.Layer].Swap(true) {
+		// The index was damaged after it was loaded, or where loading
+		// does not look (a window): make the next Open rebuild it
+		// rather than meet the same damage.
+		r.cache.Drop(r.Layers[n.Layer].Descriptor)
+	}
+	return k, err
 }
 
 // Close releases the readers, the blobs, the tree and the image's
@@ -252,6 +319,11 @@ func (r *RootFS) Close() error {
 		}
 	}
 	if r.treeMap != nil {
+		if r.Tree != nil && r.Tree.Err() != nil {
+			// A lazily checked tree met damage: make the next Open
+			// merge again rather than meet it too.
+			r.trees.drop(r.Layers)
+		}
 		errs = append(errs, r.treeMap.Close())
 	}
 	if r.Image != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	iofs "io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
 
@@ -54,28 +55,33 @@ func (c *treeCache) path(layers []image.Layer) string {
 
 // load returns the cached tree of layers and the Mapping that holds
 // it, or nils when there is no usable one (a file that is missing,
-// unreadable or bad only means merging again; the reason is logged).
+// unreadable or bad only means merging again; the reason is logged,
+// and returned unless the file is missing).
 // The file is mapped (cachefile.Map), populated unless lazy: Decode
 // reads every byte of it at once, DecodeLazy the few blocks it is
 // asked about. A copy would land in fresh memory, which on the VMs
 // ocifs is measured on costs up to four times as much as the page-cache
 // pages already there. The tree points into the Mapping, which must
 // stay open while the tree or any name from it is used.
-func (c *treeCache) load(layers []image.Layer) (*overlay.Tree, *cachefile.Mapping) {
+func (c *treeCache) load(layers []image.Layer) (*overlay.Tree, *cachefile.Mapping, error) {
 	p := c.path(layers)
 	m, err := cachefile.Map(p, cachefile.MapOptions{Populate: !c.lazy})
 	if err != nil {
-		if !errors.Is(err, iofs.ErrNotExist) {
-			c.logger.Info("merge again: cached tree unreadable", "path", p, "reason", err)
+		if errors.Is(err, iofs.ErrNotExist) {
+			return nil, nil, nil
 		}
-		return nil, nil
+		c.logger.Info("merge again: cached tree unreadable", "path", p, "reason", err)
+		return nil, nil, err
 	}
 	var t *overlay.Tree
 	decode := overlay.Decode
 	if c.lazy {
 		decode = overlay.DecodeLazy
 	}
-	t, err = decode(m.Bytes())
+	err = cachefile.CatchFault(func() (err error) {
+		t, err = decode(m.Bytes())
+		return err
+	})
 	if err == nil && t.Layers() != len(layers) {
 		// The key names the layers, so only a file copied in from
 		// elsewhere could disagree; every Node.Layer must name one.
@@ -84,9 +90,34 @@ func (c *treeCache) load(layers []image.Layer) (*overlay.Tree, *cachefile.Mappin
 	if err != nil {
 		m.Close()
 		c.logger.Info("rebuild cached tree", "path", p, "reason", err)
-		return nil, nil
+		return nil, nil, err
 	}
-	return t, m
+	return t, m, nil
+}
+
+// drop removes the cached tree of layers if overlay.Decode refuses it:
+// for a mount whose lazily checked tree met damage, so that the next
+// Open merges again. A file that passes, maybe one another process has
+// just written, is kept.
+func (c *treeCache) drop(layers []image.Layer) {
+	p := c.path(layers)
+	m, err := cachefile.Map(p, cachefile.MapOptions{Populate: true})
+	if err != nil {
+		return
+	}
+	err = cachefile.CatchFault(func() error {
+		_, err := overlay.Decode(m.Bytes())
+		return err
+	})
+	m.Close()
+	if err == nil {
+		return
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+		c.logger.Warn("drop damaged cached tree", "path", p, "err", err)
+		return
+	}
+	c.logger.Info("dropped damaged cached tree", "path", p, "reason", err)
 }
 
 // store writes t as the tree of layers and reports whether it did;

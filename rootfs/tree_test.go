@@ -164,7 +164,8 @@ func TestTreeCacheBadFile(t *testing.T) {
 
 // TestTreeCacheLazy: with LazyTree, a cached tree damaged beyond its
 // first block opens at once and fails only where the damage is used;
-// an Open without LazyTree then finds the damage and repairs the cache.
+// Close then drops the file; an Open without LazyTree finds the damage
+// and repairs the cache.
 func TestTreeCacheLazy(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -217,9 +218,17 @@ func TestTreeCacheLazy(t *testing.T) {
 	if got := string(readAll(t, r, "d1/file-0001")); got != "content 1\n" {
 		t.Errorf("d1/file-0001 = %q next to the damage", got)
 	}
-	r.Close()
 	if b, _ := os.ReadFile(files[0]); !bytes.Equal(b, bad) {
 		t.Errorf("a lazy Open rewrote the tree file")
+	}
+	// Close drops a tree whose damage was met, once Decode confirms
+	// it, so that the next Open merges again.
+	r.Close()
+	if _, err := os.Stat(files[0]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Close after meeting damage kept the tree file: %v", err)
+	}
+	if err := os.WriteFile(files[0], bad, 0o600); err != nil {
+		t.Fatal(err)
 	}
 
 	r, err = Open(ctx, ref, Options{CacheDir: cache})

@@ -38,6 +38,12 @@ type Cache struct {
 	// Logger, when set, receives store failures (at warning level) and
 	// rebuilds of unusable cache files (at info level).
 	Logger *slog.Logger
+	// Repaired, when set, is called after a cache file that was there
+	// but unusable (reason says why) has been rebuilt and replaced: for
+	// a caller that reports repairs, as `ocifs index` does. It is not
+	// called when the rebuilt index could not be stored, nor for a file
+	// that was missing. Calls for different blobs may be concurrent.
+	Repaired func(desc ocispec.Descriptor, reason error)
 }
 
 // DefaultCacheDir returns $OCIFS_CACHE_DIR, else $XDG_CACHE_HOME/ocifs,
@@ -95,10 +101,12 @@ func (c *Cache) get(ctx context.Context, blob io.ReaderAt, desc ocispec.Descript
 	if err != nil {
 		return nil, err
 	}
+	var reason error // why the file there is unusable; nil if missing
 	if ix, err := c.load(p, blob, desc, opts, decode); err == nil {
 		return ix, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		c.log(slog.LevelInfo, "rebuild cached index", "path", p, "reason", err)
+		reason = err
 	}
 
 	// Take the lock, then look again: another process may have built
@@ -124,6 +132,8 @@ func (c *Cache) get(ctx context.Context, blob io.ReaderAt, desc ocispec.Descript
 	ix.encodedSize = len(b)
 	if err := cachefile.WriteAtomic(p, b); err != nil {
 		c.log(slog.LevelWarn, "store index", "path", p, "err", err)
+	} else if reason != nil && c.Repaired != nil {
+		c.Repaired(desc, reason)
 	}
 	return ix, nil
 }

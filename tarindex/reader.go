@@ -2,7 +2,6 @@ package tarindex
 
 import (
 	"bufio"
-	"bytes"
 	"container/list"
 	"errors"
 	"fmt"
@@ -12,9 +11,6 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/klauspost/compress/flate"
-
-	"github.com/ocifs/ocifs/internal/cachefile"
 	"github.com/ocifs/ocifs/internal/hugemem"
 )
 
@@ -576,27 +572,10 @@ func (r *Reader) openDecoder(seg int) (*liveDecoder, error) {
 	case ix.compression == Gzip && p.Kind == pointStart:
 		d.r = &gzipStream{br: br, u: p.U}
 	case ix.compression == Gzip && p.Kind == pointInflate:
-		if p.winOff < 0 || p.winLen < 0 || p.winOff+p.winLen > len(ix.windows) {
-			return nil, fmt.Errorf("window of access point %d outside index: %w", seg, ErrCorrupt)
-		}
-		// The windows may live in a mapped cache file (Cache.load):
-		// CatchFault survives its truncation, KeepAlive keeps it mapped
-		// until the window has been inflated.
-		var win []byte
-		err := cachefile.CatchFault(func() (err error) {
-			win, err = io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(ix.windows[p.winOff:p.winOff+p.winLen])), 32<<10+1))
-			return err
-		})
-		runtime.KeepAlive(ix)
-		if err != nil {
-			return nil, fmt.Errorf("inflate window of access point %d: %w: %w", seg, ErrCorrupt, err)
-		}
-		if len(win) > 32<<10 {
-			return nil, fmt.Errorf("inflate window of access point %d: longer than 32 KiB: %w", seg, ErrCorrupt)
-		}
 		// DecodeAccess left the windows to be checked here, on use.
-		if got := crc32.Checksum(win, castagnoli); got != p.winCRC {
-			return nil, fmt.Errorf("window of access point %d: checksum %08x, index says %08x: %w", seg, got, p.winCRC, ErrCorrupt)
+		win, err := ix.window(seg)
+		if err != nil {
+			return nil, err
 		}
 		d.r = resumeGzip(br, p, win)
 	case ix.compression == Zstd && p.Kind == pointStart:

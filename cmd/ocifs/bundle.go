@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ocifs/ocifs/bundle"
+	"github.com/ocifs/ocifs/image"
+	"github.com/ocifs/ocifs/internal/blobcache"
 )
 
 func init() { addCommand(newBundleCmd()) }
@@ -23,6 +25,8 @@ type bundleFlags struct {
 	writable bool
 	rm       bool
 	logFile  string
+	cacheMax sizeFlag
+	registry registryFlags
 }
 
 func newBundleCmd() *cobra.Command {
@@ -74,6 +78,9 @@ overlayfs need it anyway.`,
 	fl.BoolVarP(&f.writable, "writable", "w", false, "put a kernel overlayfs over the image so the container can write (to DIR/.ocifs/upper)")
 	fl.BoolVar(&f.rm, "rm", false, "unmount and remove the bundle DIR made by 'ocifs bundle'")
 	fl.StringVar(&f.logFile, "log-file", "", "append the mount daemon's log to this file (default: syslog, else $XDG_STATE_HOME/ocifs/ocifs.log, as for ocifs mount)")
+	f.cacheMax = sizeFlag(blobcache.DefaultMaxBytes)
+	fl.Var(&f.cacheMax, "cache-max", "bound the ranges kept of remote layers to `SIZE` (e.g. 500M, 20G); the least recently used go first")
+	f.registry.register(fl)
 	return c
 }
 
@@ -97,6 +104,7 @@ func runBundle(ctx context.Context, ref, dir string, f bundleFlags) error {
 	err = bundle.Create(ctx, ref, dir, bundle.CreateOptions{
 		Platform: f.platform,
 		CacheDir: f.cacheDir,
+		Registry: f.registryOptions(),
 		TTY:      f.tty,
 		Writable: f.writable,
 		Mounter:  bundleMounter{target: target},
@@ -105,6 +113,14 @@ func runBundle(ctx context.Context, ref, dir string, f bundleFlags) error {
 		return fmt.Errorf("%w; with --writable runc can create it", err)
 	}
 	return err
+}
+
+// registryOptions are the registry flags, reading through the cache
+// of fetched ranges.
+func (f bundleFlags) registryOptions() image.RegistryOptions {
+	ro := f.registry.options()
+	ro.Cache = &blobcache.Cache{Dir: cacheDirOr(f.cacheDir), MaxBytes: int64(f.cacheMax)}
+	return ro
 }
 
 func runBundleRemove(dir string) error {
@@ -119,6 +135,8 @@ func bundleMountFlags(f bundleFlags) mountFlags {
 	return mountFlags{
 		platform:   f.platform,
 		cacheDir:   f.cacheDir,
+		cacheMax:   f.cacheMax,
+		registry:   f.registry,
 		allowOther: true,
 		dev:        true,
 		suid:       true,

@@ -46,6 +46,7 @@ func newInspectCmd() *cobra.Command {
 	var (
 		asJSON bool
 		opts   image.Options
+		rf     registryFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "inspect REF",
@@ -73,11 +74,13 @@ the PATH of either) or docker://HOST/REPO[:TAG|@DIGEST]; see "ocifs
   ocifs inspect --json ./alpine:3.20 | jq -r '.layers[].digest'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Registry = rf.options()
 			return runInspect(cmd.Context(), cmd.OutOrStdout(), args[0], opts, asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of text")
 	cmd.Flags().StringVar(&opts.Platform, "platform", "", "platform to select from an image index, as os/arch[/variant] (default: this host's)")
+	rf.register(cmd.Flags())
 	return cmd
 }
 

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifs/ocifs/fs"
+	"github.com/ocifs/ocifs/internal/blobcache"
 	"github.com/ocifs/ocifs/rootfs"
 )
 
@@ -35,6 +36,8 @@ type mountFlags struct {
 	foreground bool
 	logFile    string
 	syslog     bool
+	cacheMax   sizeFlag
+	registry   registryFlags
 }
 
 func newMountCmd() *cobra.Command {
@@ -93,6 +96,9 @@ skips syslog.`,
 	fl.BoolVarP(&f.foreground, "foreground", "f", false, "stay in the foreground, logging to stderr, until unmounted or interrupted")
 	fl.StringVar(&f.logFile, "log-file", "", "append the daemon's log to this file (default: syslog, else $XDG_STATE_HOME/ocifs/ocifs.log)")
 	fl.BoolVar(&f.syslog, "syslog", true, "log to syslog/journald (tag ocifs) when /dev/log is there; --syslog=false logs to the state file instead")
+	f.cacheMax = sizeFlag(blobcache.DefaultMaxBytes)
+	fl.Var(&f.cacheMax, "cache-max", "bound the ranges kept of remote layers to `SIZE` (e.g. 500M, 20G); the least recently used go first")
+	f.registry.register(fl)
 	return c
 }
 
@@ -119,6 +125,8 @@ func parseMount(ref, dir string, f mountFlags) (mountConfig, error) {
 		// opening then costs the same whatever the image's size.
 		open: rootfs.Options{Platform: f.platform, CacheDir: f.cacheDir, LazyTree: true},
 	}
+	cfg.open.Registry = f.registry.options()
+	cfg.open.Registry.Cache = &blobcache.Cache{Dir: cacheDirOr(f.cacheDir), MaxBytes: int64(f.cacheMax)}
 	for _, arg := range f.options {
 		for o := range strings.SplitSeq(arg, ",") {
 			switch {
@@ -246,6 +254,10 @@ func serve(ctx context.Context, cfg mountConfig, log *slog.Logger, ready func())
 	defer stop()
 
 	cfg.open.Logger = log
+	cfg.open.Registry.Logger = log
+	if c := cfg.open.Registry.Cache; c != nil {
+		c.Logger = log
+	}
 	img, err := rootfs.Open(ctx, cfg.ref, cfg.open)
 	if err != nil {
 		return err

@@ -3,7 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifs/ocifs/image"
+	"github.com/ocifs/ocifs/internal/blobcache"
 	"github.com/ocifs/ocifs/rootfs"
 )
 
@@ -20,21 +24,71 @@ import (
 type imageFlags struct {
 	platform string
 	cacheDir string
+	cacheMax sizeFlag
+	registry registryFlags
 }
 
 func (f *imageFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.platform, "platform", "", "pick this `os/arch[/variant]` from a multi-platform image (default: this host's)")
-	c.Flags().StringVar(&f.cacheDir, "cache-dir", "", "index cache `directory` (default $OCIFS_CACHE_DIR, else $XDG_CACHE_HOME/ocifs)")
+	c.Flags().StringVar(&f.cacheDir, "cache-dir", "", "cache `directory` of indexes, merged trees and fetched ranges (default $OCIFS_CACHE_DIR, else $XDG_CACHE_HOME/ocifs)")
+	f.cacheMax = sizeFlag(blobcache.DefaultMaxBytes)
+	c.Flags().Var(&f.cacheMax, "cache-max", "bound the ranges kept of remote layers to `SIZE` (e.g. 500M, 20G); the least recently used go first")
+	f.registry.register(c.Flags())
+}
+
+// imageOptions are the image.Options the flags ask for: a registry's
+// blobs read through the cache of fetched ranges.
+func (f *imageFlags) imageOptions() image.Options {
+	ro := f.registry.options()
+	ro.Cache = &blobcache.Cache{Dir: cacheDirOr(f.cacheDir), MaxBytes: int64(f.cacheMax)}
+	return image.Options{Platform: f.platform, Registry: ro}
+}
+
+// sizeFlag is a byte count given as N, NK, NM, NG or NT (powers of
+// 1024, as du and sshfs read them).
+type sizeFlag int64
+
+func (s *sizeFlag) String() string { return humanSize(int64(*s)) }
+func (s *sizeFlag) Type() string   { return "size" }
+func (s *sizeFlag) Set(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	*s = sizeFlag(n)
+	return nil
+}
+
+func parseSize(v string) (int64, error) {
+	mult := int64(1)
+	num := strings.TrimSuffix(strings.ToUpper(v), "B")
+	if num != "" {
+		if i := strings.IndexByte("KMGT", num[len(num)-1]); i >= 0 {
+			mult = 1 << (10 * (i + 1))
+			num = num[:len(num)-1]
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("size %q: want a positive count of bytes such as 500M or 20G", v)
+	}
+	return n * mult, nil
 }
 
 // openRootFS opens ref's merged tree, indexing layers that are not in
 // the cache yet, with a progress line when stderr is a terminal.
 func openRootFS(cmd *cobra.Command, ref string, f imageFlags) (*rootfs.RootFS, error) {
-	img, err := image.Open(cmd.Context(), ref, image.Options{Platform: f.platform})
+	return openRootFSWith(cmd, ref, f, rootfs.Options{})
+}
+
+// openRootFSWith is openRootFS with more options; f sets the platform
+// and the cache directory.
+func openRootFSWith(cmd *cobra.Command, ref string, f imageFlags, opts rootfs.Options) (*rootfs.RootFS, error) {
+	img, err := image.Open(cmd.Context(), ref, f.imageOptions())
 	if err != nil {
 		return nil, err
 	}
-	opts := rootfs.Options{Platform: f.platform, CacheDir: f.cacheDir}
+	opts.Platform, opts.CacheDir = f.platform, f.cacheDir
 	if stderr := cmd.ErrOrStderr(); isTerminal(stderr) {
 		layers, err := img.Layers()
 		if err != nil {
