@@ -588,20 +588,29 @@ func (m *merger) whiteoutDir(dir string) (*mnode, error) {
 			}
 			target = lower.entry.Linkname
 		}
-		links++
-		if links > maxSymlinks {
-			return nil, ErrSymlinkLoop
-		}
-		if strings.HasPrefix(target, "/") {
-			frames = frames[:1]
-		}
-		if rest == "" {
-			rest = target
-		} else {
-			rest = target + "/" + rest
+		var err error
+		if frames, rest, err = follow(frames, target, rest, &links); err != nil {
+			return nil, err
 		}
 	}
 	return frames[len(frames)-1].node, nil
+}
+
+// follow goes on with a resolution at a symlink's target, which goes
+// before the rest of the path; an absolute target starts again at the
+// root. More than maxSymlinks links on one resolution is a loop.
+func follow(frames []frame, target, rest string, links *int) ([]frame, string, error) {
+	*links++
+	if *links > maxSymlinks {
+		return frames, rest, ErrSymlinkLoop
+	}
+	if strings.HasPrefix(target, "/") {
+		frames = frames[:1]
+	}
+	if rest == "" {
+		return frames, target, nil
+	}
+	return frames, target + "/" + rest, nil
 }
 
 // lowerNode returns the node name (cleaned) names in the tree as it
@@ -789,9 +798,8 @@ func framesPath(frames []frame) string {
 // (as p spells it) other than a symlink: the layer replaces the
 // symlink with that entry when it reaches it, and what the layer puts
 // under the name belongs there whatever the tar order (see
-// whiteoutDir). Such a
-// symlink is returned as a non-directory frame, which parentSlow
-// replaces and linkTarget finds no target in.
+// whiteoutDir). Such a symlink is returned as a non-directory frame,
+// which parentSlow replaces and linkTarget finds no target in.
 func (m *merger) resolve(p string, frames []frame) ([]frame, error) {
 	frames = append(frames, frame{node: m.root})
 	links := 0
@@ -824,18 +832,9 @@ func (m *merger) resolve(p string, frames []frame) ([]frame, error) {
 			frames = append(frames, frame{node: n, name: comp})
 			continue
 		}
-		links++
-		if links > maxSymlinks {
-			return frames, ErrSymlinkLoop
-		}
-		target := n.entry.Linkname
-		if strings.HasPrefix(target, "/") {
-			frames = frames[:1]
-		}
-		if rest == "" {
-			rest = target
-		} else {
-			rest = target + "/" + rest
+		var err error
+		if frames, rest, err = follow(frames, n.entry.Linkname, rest, &links); err != nil {
+			return frames, err
 		}
 	}
 	return frames, nil
