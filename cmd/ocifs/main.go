@@ -17,11 +17,12 @@ var rootCmd = &cobra.Command{
 	Use:   "ocifs",
 	Short: "Mount and browse OCI images without unpacking them",
 	Long: `ocifs reads OCI image layouts (as written by skopeo, umoci, buildah,
-crane or docker save) and image archives (docker save, podman save,
-skopeo's oci-archive and docker-archive) and serves an image's root filesystem straight from
-its compressed layer blobs. Each layer is indexed once (the index is
-cached by blob digest), layers are merged with the OCI whiteout rules,
-and file contents are decompressed on demand.
+crane or docker save), image archives (docker save, podman save,
+skopeo's oci-archive and docker-archive) and images in registries, and
+serves an image's root filesystem straight from its compressed layer
+blobs, fetched by range when they are remote. Each layer is indexed
+once (the index is cached by blob digest), layers are merged with the
+OCI whiteout rules, and file contents are decompressed on demand.
 
 References name an image in a layout directory, an archive or a registry,
 spelled as skopeo spells them:

@@ -49,7 +49,12 @@ func newMountCmd() *cobra.Command {
 merges the layers and mounts the result on MOUNTPOINT. Nothing is
 unpacked: file contents are decompressed from the blobs when read.
 REF is any reference "ocifs --help" lists: a layout, an oci-archive or
-docker-archive tarball (read in place, never extracted).
+docker-archive tarball (read in place, never extracted), or a registry
+image (docker://HOST[:PORT]/REPO[:TAG|@DIGEST]) whose layers are read
+with HTTP range requests as files are read, fetched ranges kept in the
+cache (bounded by --cache-max) so no byte is fetched twice. The
+registry flags (--creds, --authfile, --cert-dir, --tls-verify) are
+skopeo's.
 
 Like sshfs, mount returns once the filesystem is mounted and leaves a
 daemon serving it; if anything fails it prints why and exits non-zero,
